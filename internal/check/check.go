@@ -1,0 +1,130 @@
+// Package check verifies the host prerequisites berth needs and says how to
+// fix what is missing. `berth check` prints its report.
+package check
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/sysinfo"
+)
+
+// Result is one check's outcome.
+type Result struct {
+	Name   string
+	OK     bool
+	Detail string // what was found
+	Fix    string // how to fix it, when not OK
+}
+
+// requiredCNIPlugins are the plugins berth's default network uses.
+var requiredCNIPlugins = []string{"bridge", "host-local", "loopback", "portmap"}
+
+// Run performs every check against cfg.
+func Run(ctx context.Context, cfg config.Config) []Result {
+	return []Result{
+		checkBinary(ctx, "runc", []string{"--version"}, "apt-get install runc"),
+		checkCNIPlugins(cfg.CNI.BinDirs),
+		checkOverlay(),
+		checkCgroups(cfg.Runtime.CgroupDriver),
+		checkBinary(ctx, "iptables", []string{"--version"}, "apt-get install iptables (the portmap CNI plugin needs it)"),
+	}
+}
+
+// Print writes the report and returns whether every check passed.
+func Print(w io.Writer, results []Result) bool {
+	ok := true
+	for _, r := range results {
+		mark := "ok     "
+		if !r.OK {
+			mark = "MISSING"
+			ok = false
+		}
+		fmt.Fprintf(w, "%s  %-12s %s\n", mark, r.Name, r.Detail)
+		if !r.OK && r.Fix != "" {
+			fmt.Fprintf(w, "         %-12s fix: %s\n", "", r.Fix)
+		}
+	}
+	return ok
+}
+
+func checkBinary(ctx context.Context, name string, versionArgs []string, fix string) Result {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return Result{Name: name, Detail: "not found in PATH", Fix: fix}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, versionArgs...).CombinedOutput()
+	if err != nil {
+		return Result{Name: name, Detail: fmt.Sprintf("%s does not run: %v", path, err), Fix: fix}
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return Result{Name: name, OK: true, Detail: fmt.Sprintf("%s (%s)", path, first)}
+}
+
+func checkCNIPlugins(binDirs []string) Result {
+	r := Result{Name: "cni-plugins"}
+	var missing []string
+	for _, p := range requiredCNIPlugins {
+		if _, err := invoke.FindInPath(p, binDirs); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		r.Detail = fmt.Sprintf("%s not found in %s", strings.Join(missing, ", "), strings.Join(binDirs, ":"))
+		r.Fix = "apt-get install containernetworking-plugins, or set cni.bin_dirs"
+		return r
+	}
+	r.OK = true
+	r.Detail = fmt.Sprintf("%s in %s", strings.Join(requiredCNIPlugins, ", "), strings.Join(binDirs, ":"))
+	return r
+}
+
+func checkOverlay() Result {
+	r := Result{Name: "overlayfs"}
+	f, err := os.Open("/proc/filesystems")
+	if err != nil {
+		r.Detail = err.Error()
+		return r
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) > 0 && fields[len(fields)-1] == "overlay" {
+			r.OK = true
+			r.Detail = "overlay filesystem available"
+			return r
+		}
+	}
+	r.Detail = "overlay not in /proc/filesystems"
+	r.Fix = "modprobe overlay (berth falls back to the slower native snapshotter without it)"
+	return r
+}
+
+func checkCgroups(configuredDriver string) Result {
+	r := Result{Name: "cgroups"}
+	v, err := sysinfo.CgroupVersion()
+	if err != nil {
+		r.Detail = err.Error()
+		r.Fix = "mount cgroup2 or the cgroup v1 controllers at /sys/fs/cgroup"
+		return r
+	}
+	driver := sysinfo.CgroupDriver(configuredDriver)
+	r.Detail = fmt.Sprintf("cgroup v%d, driver %s", v, driver)
+	if driver == "systemd" && !sysinfo.SystemdRunning() {
+		r.Fix = "runtime.cgroup_driver is systemd but systemd does not run here; set it to cgroupfs"
+		return r
+	}
+	r.OK = true
+	return r
+}

@@ -1,0 +1,159 @@
+// Package config holds berth's configuration: its defaults, the TOML file that
+// overrides them, and validation. A Config is passed down explicitly; nothing
+// reads configuration from package state.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where the daemon looks for its config file when --config is
+// not given. A missing file at this path means "use the defaults".
+const DefaultPath = "/etc/berth/config.toml"
+
+// Config is berth's whole configuration. The TOML keys are the names users
+// and tests rely on (registry.config_path, cni.conf_dir, cni.bin_dirs).
+type Config struct {
+	// Address is the unix socket the CRI gRPC server listens on.
+	Address string `toml:"address" json:"address"`
+	// Root holds persistent state: the metadata DB, content and snapshots.
+	Root string `toml:"root" json:"root"`
+	// State holds runtime state that dies with the machine: sockets, pinned
+	// namespaces, bundles.
+	State string `toml:"state" json:"state"`
+
+	Log      Log      `toml:"log" json:"log"`
+	Registry Registry `toml:"registry" json:"registry"`
+	CNI      CNI      `toml:"cni" json:"cni"`
+	Runtime  Runtime  `toml:"runtime" json:"runtime"`
+	// ShutdownTimeout bounds how long in-flight calls may take to finish
+	// after SIGTERM before the server is stopped hard.
+	ShutdownTimeout Duration `toml:"shutdown_timeout" json:"shutdown_timeout"`
+}
+
+// Log configures the daemon's own log.
+type Log struct {
+	Level  string `toml:"level" json:"level"`   // debug, info, warn, error
+	Format string `toml:"format" json:"format"` // text or json
+}
+
+// Registry configures image pulls.
+type Registry struct {
+	// ConfigPath is a directory in containerd's hosts.toml layout:
+	// <dir>/<host>/hosts.toml, with <dir>/_default/hosts.toml as fallback.
+	ConfigPath string `toml:"config_path" json:"config_path"`
+}
+
+// CNI configures pod networking.
+type CNI struct {
+	ConfDir string   `toml:"conf_dir" json:"conf_dir"`
+	BinDirs []string `toml:"bin_dirs" json:"bin_dirs"`
+}
+
+// Runtime configures the OCI runtime and cgroups.
+type Runtime struct {
+	// CgroupDriver is "cgroupfs", "systemd", or "" to pick systemd when the
+	// host runs systemd and cgroupfs otherwise.
+	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`
+}
+
+// Duration is a time.Duration that reads and writes as "10s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+//go:embed default.toml
+var defaultTOML []byte
+
+// DefaultTOML returns the full default configuration, with comments, as
+// `berth config default` prints it.
+func DefaultTOML() []byte { return bytes.Clone(defaultTOML) }
+
+// Default returns the defaults. They are parsed from the same commented file
+// that `berth config default` prints, so the two cannot drift apart.
+func Default() Config {
+	var c Config
+	if _, err := toml.Decode(string(defaultTOML), &c); err != nil {
+		// The file is embedded at build time and covered by a test.
+		panic(fmt.Sprintf("embedded default config is invalid: %v", err))
+	}
+	return c
+}
+
+// Load reads the file at path over the defaults. A missing file yields the
+// defaults when allowMissing is set (the --config default), and an error
+// otherwise (a path the user named explicitly).
+func Load(path string, allowMissing bool) (Config, error) {
+	c := Default()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && allowMissing {
+		return c, nil
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		return Config{}, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return Config{}, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	return c, nil
+}
+
+// Validate checks the values a daemon cannot start without.
+func (c Config) Validate() error {
+	var errs []error
+	for name, p := range map[string]string{"address": c.Address, "root": c.Root, "state": c.State} {
+		if p == "" {
+			errs = append(errs, fmt.Errorf("%s must not be empty", name))
+		} else if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("%s must be an absolute path, got %q", name, p))
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level must be debug, info, warn or error, got %q", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format must be text or json, got %q", c.Log.Format))
+	}
+	switch c.Runtime.CgroupDriver {
+	case "", "cgroupfs", "systemd":
+	default:
+		errs = append(errs, fmt.Errorf("runtime.cgroup_driver must be cgroupfs, systemd or empty, got %q", c.Runtime.CgroupDriver))
+	}
+	if c.ShutdownTimeout.Duration < 0 {
+		errs = append(errs, errors.New("shutdown_timeout must not be negative"))
+	}
+	return errors.Join(errs...)
+}

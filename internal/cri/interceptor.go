@@ -1,0 +1,108 @@
+package cri
+
+import (
+	"context"
+	"log/slog"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Gate holds calls back with Unavailable until start-up recovery has
+// finished, so that no client sees a half-rebuilt view of pods and containers.
+type Gate struct{ open atomic.Bool }
+
+// Open lets calls through. It is called once, when recovery is done.
+func (g *Gate) Open() { g.open.Store(true) }
+
+// IsOpen reports whether recovery has finished.
+func (g *Gate) IsOpen() bool { return g.open.Load() }
+
+// Interceptors returns the unary and stream interceptors that every CRI call
+// passes through: the recovery gate, the one place where errors become gRPC
+// codes, and one structured log line per call.
+func Interceptors(logger *slog.Logger, gate *Gate) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		var resp any
+		err := gated(gate, func() (err error) {
+			resp, err = handler(ctx, req)
+			return err
+		})
+		err = ToStatus(err)
+		logCall(ctx, logger, info.FullMethod, start, err)
+		return resp, err
+	}
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := ToStatus(gated(gate, func() error { return handler(srv, ss) }))
+		logCall(ss.Context(), logger, info.FullMethod, start, err)
+		return err
+	}
+	return unary, stream
+}
+
+func gated(gate *Gate, call func() error) error {
+	if !gate.IsOpen() {
+		return status.Error(codes.Unavailable, "berth is starting: recovery of pods and containers has not finished")
+	}
+	return call()
+}
+
+// ToStatus converts an error from a handler into a gRPC status error. Errors
+// carrying an errdefs class get that class's code; context errors get
+// Canceled or DeadlineExceeded; anything unclassified is berth's own failure
+// and becomes Internal, never Unknown.
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	err = errgrpc.ToGRPC(err)
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// logCall writes the per-call log line. Calls that change state log at Info,
+// reads (List*, *Status, Version, *Info, *Stats) at Debug; server-side
+// failures log at Warn whatever the method.
+func logCall(ctx context.Context, logger *slog.Logger, fullMethod string, start time.Time, err error) {
+	method := path.Base(fullMethod)
+	code := status.Code(err)
+	level := slog.LevelInfo
+	if isRead(method) {
+		level = slog.LevelDebug
+	}
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		level = slog.LevelWarn
+	}
+	if !logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("method", method),
+		slog.Duration("duration", time.Since(start)),
+		slog.String("code", code.String()),
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))
+	}
+	logger.LogAttrs(ctx, level, "cri call", attrs...)
+}
+
+func isRead(method string) bool {
+	for _, p := range []string{"List", "Version", "Status", "RuntimeConfig", "ImageFsInfo", "ContainerStats", "PodSandboxStats", "GetContainerEvents"} {
+		if strings.HasPrefix(method, p) {
+			return true
+		}
+	}
+	return strings.HasSuffix(method, "Status") || strings.HasSuffix(method, "Stats")
+}

@@ -1,0 +1,74 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/sysinfo"
+)
+
+// Reason given in RuntimeReady when the OCI runtime binary is missing.
+const reasonRuntimeMissing = "RuntimeBinaryMissing"
+
+// Status reports whether berth can run containers (RuntimeReady) and give
+// them a network (NetworkReady). Both are re-evaluated on every call: a
+// runtime installed or a CNI config dropped in later is picked up without a
+// restart.
+func (s *Service) Status(ctx context.Context, r *runtime.StatusRequest) (*runtime.StatusResponse, error) {
+	runtimeCond := &runtime.RuntimeCondition{Type: runtime.RuntimeReady, Status: true}
+	if _, err := exec.LookPath(s.runtimeBinary); err != nil {
+		runtimeCond.Status = false
+		runtimeCond.Reason = reasonRuntimeMissing
+		runtimeCond.Message = fmt.Sprintf("OCI runtime %q not found in PATH; install it (apt-get install runc)", s.runtimeBinary)
+	}
+	net := s.probeNetwork()
+	netCond := &runtime.RuntimeCondition{
+		Type:    runtime.NetworkReady,
+		Status:  net.Ready,
+		Reason:  net.Reason,
+		Message: net.Message,
+	}
+	resp := &runtime.StatusResponse{
+		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{runtimeCond, netCond}},
+	}
+	if r.GetVerbose() {
+		info, err := s.verboseStatus(net)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = info
+	}
+	return resp, nil
+}
+
+// verboseStatus is the Info map of a verbose Status: each value is JSON, as
+// crictl info prints it.
+func (s *Service) verboseStatus(net any) (map[string]string, error) {
+	cgroupVersion, _ := sysinfo.CgroupVersion()
+	s.mu.Lock()
+	podCIDR := s.podCIDR
+	s.mu.Unlock()
+	entries := map[string]any{
+		"config":  s.cfg,
+		"network": net,
+		"runtime": map[string]any{
+			"binary":         s.runtimeBinary,
+			"cgroup_driver":  sysinfo.CgroupDriver(s.cfg.Runtime.CgroupDriver),
+			"cgroup_version": cgroupVersion,
+			"pod_cidr":       podCIDR,
+		},
+	}
+	info := make(map[string]string, len(entries))
+	for k, v := range entries {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode verbose %s: %w", k, err)
+		}
+		info[k] = string(b)
+	}
+	return info, nil
+}

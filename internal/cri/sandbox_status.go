@@ -1,0 +1,66 @@
+package cri
+
+import (
+	"context"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// PodSandboxStatus reports one sandbox, found by ID or unique ID prefix.
+func (s *Service) PodSandboxStatus(ctx context.Context, r *runtime.PodSandboxStatusRequest) (*runtime.PodSandboxStatusResponse, error) {
+	sb, err := s.store.Sandboxes.Get(r.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.PodSandboxStatusResponse{Status: &runtime.PodSandboxStatus{
+		Id:             sb.ID,
+		Metadata:       podMetadata(sb),
+		State:          sandboxState(sb),
+		CreatedAt:      sb.CreatedAt.UnixNano(),
+		Labels:         sb.Labels,
+		Annotations:    sb.Annotations,
+		RuntimeHandler: sb.RuntimeHandler,
+	}}, nil
+}
+
+// ListPodSandbox lists sandboxes matching the filter: ID (or unique prefix),
+// state and label selector, all of which must match.
+func (s *Service) ListPodSandbox(ctx context.Context, r *runtime.ListPodSandboxRequest) (*runtime.ListPodSandboxResponse, error) {
+	f := r.GetFilter()
+	var items []*runtime.PodSandbox
+	for _, sb := range s.store.Sandboxes.List() {
+		if f.GetId() != "" && !matchesID(sb.ID, f.GetId()) {
+			continue
+		}
+		if f.GetState() != nil && f.GetState().GetState() != sandboxState(sb) {
+			continue
+		}
+		if !matchesLabels(sb.Labels, f.GetLabelSelector()) {
+			continue
+		}
+		items = append(items, &runtime.PodSandbox{
+			Id:             sb.ID,
+			Metadata:       podMetadata(sb),
+			State:          sandboxState(sb),
+			CreatedAt:      sb.CreatedAt.UnixNano(),
+			Labels:         sb.Labels,
+			Annotations:    sb.Annotations,
+			RuntimeHandler: sb.RuntimeHandler,
+		})
+	}
+	return &runtime.ListPodSandboxResponse{Items: items}, nil
+}
+
+func podMetadata(sb store.Sandbox) *runtime.PodSandboxMetadata {
+	m := sb.Metadata
+	return &runtime.PodSandboxMetadata{Name: m.Name, Uid: m.UID, Namespace: m.Namespace, Attempt: m.Attempt}
+}
+
+func sandboxState(sb store.Sandbox) runtime.PodSandboxState {
+	if sb.Ready {
+		return runtime.PodSandboxState_SANDBOX_READY
+	}
+	return runtime.PodSandboxState_SANDBOX_NOTREADY
+}

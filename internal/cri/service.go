@@ -1,0 +1,71 @@
+// Package cri implements the Kubernetes CRI v1 RuntimeService and
+// ImageService on top of berth's store. One file per RPC; cross-cutting work
+// (the recovery gate, error codes, logging) lives in interceptor.go.
+//
+// Every RPC not built yet answers codes.Unimplemented through the embedded
+// Unimplemented*Server types.
+package cri
+
+import (
+	"log/slog"
+	"sync"
+
+	"google.golang.org/grpc"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/netconf"
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// Options are what a Service is built from.
+type Options struct {
+	Config config.Config
+	Store  *store.Store
+	Logger *slog.Logger
+	// RuntimeBinary is the OCI runtime the default handler runs ("runc"
+	// unless tests say otherwise); RuntimeReady is false while it is missing.
+	RuntimeBinary string
+	// ProbeNetwork reports whether the pod network is usable; defaults to
+	// netconf.Probe over the config's CNI directories.
+	ProbeNetwork func() netconf.Result
+}
+
+// Service serves CRI. It is safe for concurrent use.
+type Service struct {
+	runtime.UnimplementedRuntimeServiceServer
+	runtime.UnimplementedImageServiceServer
+
+	cfg           config.Config
+	store         *store.Store
+	logger        *slog.Logger
+	runtimeBinary string
+	probeNetwork  func() netconf.Result
+
+	mu      sync.Mutex
+	podCIDR string // from UpdateRuntimeConfig; guarded by mu
+}
+
+// New builds a Service.
+func New(opts Options) *Service {
+	s := &Service{
+		cfg:           opts.Config,
+		store:         opts.Store,
+		logger:        opts.Logger,
+		runtimeBinary: opts.RuntimeBinary,
+		probeNetwork:  opts.ProbeNetwork,
+	}
+	if s.runtimeBinary == "" {
+		s.runtimeBinary = "runc"
+	}
+	if s.probeNetwork == nil {
+		s.probeNetwork = func() netconf.Result { return netconf.Probe(s.cfg.CNI.ConfDir, s.cfg.CNI.BinDirs) }
+	}
+	return s
+}
+
+// Register adds both CRI services to g.
+func (s *Service) Register(g *grpc.Server) {
+	runtime.RegisterRuntimeServiceServer(g, s)
+	runtime.RegisterImageServiceServer(g, s)
+}

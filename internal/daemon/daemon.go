@@ -1,0 +1,101 @@
+// Package daemon runs berth: it takes the root's lock, opens the store,
+// serves CRI on the unix socket, runs start-up recovery behind the gate, and
+// shuts down cleanly on cancellation, leaving containers running.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/cri"
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// Run serves CRI until ctx is cancelled, then stops accepting calls, lets
+// in-flight calls finish (up to cfg.ShutdownTimeout), closes the database and
+// returns. ready, when not nil, is closed once recovery has finished and
+// calls are being served.
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- struct{}) (retErr error) {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid config: %w", err)
+	}
+	for _, dir := range []string{cfg.Root, cfg.State, filepath.Dir(cfg.Address)} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("create directory: %w", err)
+		}
+	}
+	lock, err := lockRoot(cfg.Root)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+
+	st, err := store.Open(filepath.Join(cfg.Root, "berth.db"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("close database: %w", err))
+		}
+	}()
+
+	lis, err := listenUnix(cfg.Address)
+	if err != nil {
+		return err
+	}
+	gate := &cri.Gate{}
+	unary, stream := cri.Interceptors(logger, gate)
+	server := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	cri.New(cri.Options{Config: cfg, Store: st, Logger: logger}).Register(server)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- server.Serve(lis) }()
+	logger.Info("serving CRI", "address", cfg.Address, "root", cfg.Root, "state", cfg.State)
+
+	// Recovery: the store's indexes were rebuilt by Open. Later layers
+	// (monitors, networks, images) reconcile here before the gate opens.
+	gate.Open()
+	logger.Info("recovery finished; ready",
+		"sandboxes", st.Sandboxes.Len(), "containers", st.Containers.Len(), "images", st.Images.Len())
+	if ready != nil {
+		close(ready)
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve %s: %w", cfg.Address, err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing in-flight calls; containers keep running",
+		"timeout", cfg.ShutdownTimeout.Duration)
+	stopGracefully(server, cfg.ShutdownTimeout.Duration, logger)
+	return nil
+}
+
+// stopGracefully stops accepting connections and waits for in-flight calls,
+// then cuts off whatever is still running after timeout.
+func stopGracefully(server *grpc.Server, timeout time.Duration, logger *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		server.GracefulStop()
+		close(done)
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		logger.Warn("in-flight calls did not finish in time; stopping hard", "timeout", timeout)
+		server.Stop()
+		<-done
+	}
+}

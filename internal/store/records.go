@@ -1,0 +1,117 @@
+package store
+
+import (
+	"fmt"
+	"time"
+)
+
+// Sandbox is a pod sandbox as berth records it. Fields other than State and
+// the timestamps are fixed at creation.
+type Sandbox struct {
+	ID             string            `json:"id"`
+	Metadata       PodMetadata       `json:"metadata"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Annotations    map[string]string `json:"annotations,omitempty"`
+	RuntimeHandler string            `json:"runtime_handler,omitempty"`
+	CreatedAt      time.Time         `json:"created_at"`
+	// Ready is true from a successful RunPodSandbox until StopPodSandbox.
+	Ready bool `json:"ready"`
+}
+
+// PodMetadata mirrors the CRI PodSandboxMetadata.
+type PodMetadata struct {
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+	Namespace string `json:"namespace"`
+	Attempt   uint32 `json:"attempt"`
+}
+
+// Key implements Record.
+func (s Sandbox) Key() string { return s.ID }
+
+// UniqueName implements Record: kubelet may not run two sandboxes with the
+// same name, namespace, UID and attempt.
+func (s Sandbox) UniqueName() string {
+	m := s.Metadata
+	return fmt.Sprintf("%s_%s_%s_%d", m.Name, m.Namespace, m.UID, m.Attempt)
+}
+
+// Container is a container as berth records it.
+//
+// Its state is derived from the timestamps (see State), so that a crash can
+// never leave a state that disagrees with them:
+//
+//	CREATED --start--> RUNNING --exit--> EXITED
+//	   |                                   ^
+//	   +------------- start failed --------+
+type Container struct {
+	ID          string            `json:"id"`
+	SandboxID   string            `json:"sandbox_id"`
+	Metadata    ContainerMetadata `json:"metadata"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Image is the image spec the container was created with; ImageID the
+	// resolved image's ID.
+	Image   string `json:"image"`
+	ImageID string `json:"image_id,omitempty"`
+	LogPath string `json:"log_path,omitempty"`
+
+	CreatedAt  time.Time `json:"created_at"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	ExitCode   int32     `json:"exit_code,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Message    string    `json:"message,omitempty"`
+}
+
+// ContainerMetadata mirrors the CRI ContainerMetadata.
+type ContainerMetadata struct {
+	Name    string `json:"name"`
+	Attempt uint32 `json:"attempt"`
+}
+
+// Key implements Record.
+func (c Container) Key() string { return c.ID }
+
+// UniqueName implements Record: names are unique within a pod, per attempt.
+func (c Container) UniqueName() string {
+	return fmt.Sprintf("%s_%s_%d", c.SandboxID, c.Metadata.Name, c.Metadata.Attempt)
+}
+
+// ContainerState is the container's place in its lifecycle.
+type ContainerState int
+
+// The container states, as CRI names them.
+const (
+	ContainerCreated ContainerState = iota
+	ContainerRunning
+	ContainerExited
+)
+
+// State derives the container's state from its timestamps.
+func (c Container) State() ContainerState {
+	switch {
+	case !c.FinishedAt.IsZero():
+		return ContainerExited
+	case !c.StartedAt.IsZero():
+		return ContainerRunning
+	default:
+		return ContainerCreated
+	}
+}
+
+// Image is a pulled image. ID is its config digest ("sha256:<hex>").
+type Image struct {
+	ID          string   `json:"id"`
+	RepoTags    []string `json:"repo_tags,omitempty"`
+	RepoDigests []string `json:"repo_digests,omitempty"`
+	Size        uint64   `json:"size"`
+	Pinned      bool     `json:"pinned,omitempty"`
+}
+
+// Key implements Record.
+func (i Image) Key() string { return i.ID }
+
+// UniqueName implements Record: images are found by tag and digest through
+// the image service, not by a single name.
+func (i Image) UniqueName() string { return "" }

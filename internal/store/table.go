@@ -1,0 +1,250 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Record is what a Table holds. Key is the record's unique ID (64 hex
+// characters for pods and containers, "sha256:<hex>" for images); Name is a
+// second unique key ("" when the kind has none).
+type Record interface {
+	Key() string
+	UniqueName() string
+}
+
+// Table is one kind of record: a bbolt bucket plus the in-memory indexes
+// that serve every read. Writes reach the database before they return, so a
+// record a caller has been told about survives a crash.
+//
+// Values handed out are copies of the struct; maps and slices inside them are
+// shared and MUST be treated as read-only. Change a record with Update.
+type Table[T Record] struct {
+	db     *bolt.DB
+	bucket []byte
+	kind   string // "pod sandbox", "container", "image": for error messages
+
+	mu    sync.RWMutex
+	items map[string]T      // key -> record; guarded by mu
+	names map[string]string // reserved name -> key; guarded by mu
+}
+
+func newTable[T Record](db *bolt.DB, bucket, kind string) *Table[T] {
+	return &Table[T]{
+		db:     db,
+		bucket: []byte(bucket),
+		kind:   kind,
+		items:  make(map[string]T),
+		names:  make(map[string]string),
+	}
+}
+
+// load fills the indexes from the bucket. Called once, before serving.
+func (t *Table[T]) load() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(t.bucket).ForEach(func(k, v []byte) error {
+			var r T
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode %s %s: %w", t.kind, k, err)
+			}
+			t.items[r.Key()] = r
+			if n := r.UniqueName(); n != "" {
+				t.names[n] = r.Key()
+			}
+			return nil
+		})
+	})
+}
+
+// ReserveName claims name for key before the record exists, so that a long
+// create can fail fast on a duplicate and two concurrent creates of one name
+// cannot both proceed. It returns an AlreadyExists error naming the holder.
+// Release the reservation with ReleaseName if the create fails; Add of a
+// record with this name and key takes it over.
+func (t *Table[T]) ReserveName(name, key string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.reserveName(name, key)
+}
+
+func (t *Table[T]) reserveName(name, key string) error {
+	if holder, ok := t.names[name]; ok && holder != key {
+		return fmt.Errorf("%s name %q is reserved for %s: %w", t.kind, name, holder, errdefs.ErrAlreadyExists)
+	}
+	t.names[name] = key
+	return nil
+}
+
+// ReleaseName drops a reservation made by ReserveName for key. It does nothing
+// when name is held by another key or by a stored record.
+func (t *Table[T]) ReleaseName(name, key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.names[name] != key {
+		return
+	}
+	if _, stored := t.items[key]; stored {
+		return
+	}
+	delete(t.names, name)
+}
+
+// Add stores a new record. It returns AlreadyExists when the key is taken or
+// the name is held by another key.
+func (t *Table[T]) Add(r T) error {
+	key, name := r.Key(), r.UniqueName()
+	if key == "" {
+		return fmt.Errorf("%s has no id: %w", t.kind, errdefs.ErrInvalidArgument)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.items[key]; ok {
+		return fmt.Errorf("%s %s: %w", t.kind, key, errdefs.ErrAlreadyExists)
+	}
+	if name != "" {
+		if err := t.reserveName(name, key); err != nil {
+			return err
+		}
+	}
+	if err := t.put(r); err != nil {
+		if name != "" {
+			delete(t.names, name)
+		}
+		return err
+	}
+	t.items[key] = r
+	return nil
+}
+
+// Get resolves ref, a full key or a unique prefix of one, to its record.
+// An empty ref or an ambiguous prefix is InvalidArgument; no match is NotFound.
+func (t *Table[T]) Get(ref string) (T, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	key, err := t.resolve(ref)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return t.items[key], nil
+}
+
+// Resolve returns the full key for ref (see Get).
+func (t *Table[T]) Resolve(ref string) (string, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.resolve(ref)
+}
+
+func (t *Table[T]) resolve(ref string) (string, error) {
+	if ref == "" {
+		return "", fmt.Errorf("%s id must not be empty: %w", t.kind, errdefs.ErrInvalidArgument)
+	}
+	if _, ok := t.items[ref]; ok {
+		return ref, nil
+	}
+	var matches []string
+	for key := range t.items {
+		if strings.HasPrefix(key, ref) {
+			matches = append(matches, key)
+			if len(matches) > 1 {
+				return "", fmt.Errorf("%s id prefix %q is ambiguous: it matches %s and %s: %w",
+					t.kind, ref, matches[0], matches[1], errdefs.ErrInvalidArgument)
+			}
+		}
+	}
+	if len(matches) == 0 {
+		return "", fmt.Errorf("%s %q: %w", t.kind, ref, errdefs.ErrNotFound)
+	}
+	return matches[0], nil
+}
+
+// Update applies fn to the record with the given full key and stores the
+// result. fn runs under the table's lock: keep it short and free of I/O.
+// A name change is not allowed.
+func (t *Table[T]) Update(key string, fn func(T) (T, error)) (T, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var zero T
+	old, ok := t.items[key]
+	if !ok {
+		return zero, fmt.Errorf("%s %q: %w", t.kind, key, errdefs.ErrNotFound)
+	}
+	r, err := fn(old)
+	if err != nil {
+		return zero, err
+	}
+	if r.Key() != key || r.UniqueName() != old.UniqueName() {
+		return zero, fmt.Errorf("update of %s %s changes its id or name: %w", t.kind, key, errdefs.ErrInvalidArgument)
+	}
+	if err := t.put(r); err != nil {
+		return zero, err
+	}
+	t.items[key] = r
+	return r, nil
+}
+
+// Delete removes the record with the given full key and frees its name.
+// A missing record is NotFound.
+func (t *Table[T]) Delete(key string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.items[key]
+	if !ok {
+		return fmt.Errorf("%s %q: %w", t.kind, key, errdefs.ErrNotFound)
+	}
+	err := t.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(t.bucket).Delete([]byte(key))
+	})
+	if err != nil {
+		return fmt.Errorf("delete %s %s: %w", t.kind, key, err)
+	}
+	delete(t.items, key)
+	if n := r.UniqueName(); n != "" && t.names[n] == key {
+		delete(t.names, n)
+	}
+	return nil
+}
+
+// List returns every record, ordered by key so that output is stable.
+func (t *Table[T]) List() []T {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]T, 0, len(t.items))
+	for _, r := range t.items {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// Len returns the number of stored records.
+func (t *Table[T]) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.items)
+}
+
+// put writes r to the bucket. Batch coalesces concurrent writers into one
+// fsync; its function may run twice, which a Put tolerates.
+func (t *Table[T]) put(r T) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode %s %s: %w", t.kind, r.Key(), err)
+	}
+	err = t.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(t.bucket).Put([]byte(r.Key()), v)
+	})
+	if err != nil {
+		return fmt.Errorf("write %s %s: %w", t.kind, r.Key(), err)
+	}
+	return nil
+}
