@@ -1,0 +1,227 @@
+// Package e2eenv starts the real parts berth's end-to-end tests and the
+// conformance harness run against: a berth daemon (the built binary, with a
+// private root, state and socket), an OCI registry on loopback, and CNI
+// configs.
+package e2eenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Registry is an in-process OCI registry on 127.0.0.1.
+type Registry struct {
+	Host   string // "127.0.0.1:PORT"
+	server *http.Server
+}
+
+// StartRegistry serves go-containerregistry's registry on a free loopback
+// port until Close.
+func StartRegistry() (*Registry, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for registry: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           registry.New(registry.Logger(log.New(io.Discard, "", 0))),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go srv.Serve(lis)
+	return &Registry{Host: lis.Addr().String(), server: srv}, nil
+}
+
+// Close stops the registry.
+func (r *Registry) Close() error { return r.server.Close() }
+
+// DefaultCNIConfig is the pod network the tests give berth: a bridge with
+// host-local IPAM, portmap for host ports, and loopback, all from Debian's
+// containernetworking-plugins.
+const DefaultCNIConfig = `{
+  "cniVersion": "1.0.0",
+  "name": "berth-e2e",
+  "plugins": [
+    {"type": "bridge", "bridge": "berth-e2e0", "isGateway": true, "ipMasq": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.201.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
+}
+`
+
+// WriteCNIConfig writes DefaultCNIConfig into dir.
+func WriteCNIConfig(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "10-berth-e2e.conflist"), []byte(DefaultCNIConfig), 0o644)
+}
+
+// DaemonOptions say how to start berth.
+type DaemonOptions struct {
+	Binary string // the berth binary
+	Dir    string // holds root/, state/, berth.sock, config.toml and berth.log
+	// RegistryConfigPath is the hosts.toml directory ("" for none).
+	RegistryConfigPath string
+	// CNIConfDir and CNIBinDirs configure the pod network.
+	CNIConfDir string
+	CNIBinDirs []string
+	// ExtraConfig is appended to the generated config.toml.
+	ExtraConfig string
+}
+
+// Daemon is a running berth process.
+type Daemon struct {
+	Socket  string
+	Root    string
+	State   string
+	Config  string
+	LogPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+}
+
+// StartDaemon writes a config, starts berth and waits until it serves CRI
+// calls (recovery finished). The process is stopped by Stop.
+func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
+	d := &Daemon{
+		Socket:  filepath.Join(o.Dir, "berth.sock"),
+		Root:    filepath.Join(o.Dir, "root"),
+		State:   filepath.Join(o.Dir, "state"),
+		Config:  filepath.Join(o.Dir, "config.toml"),
+		LogPath: filepath.Join(o.Dir, "berth.log"),
+	}
+	bins := make([]string, len(o.CNIBinDirs))
+	for i, b := range o.CNIBinDirs {
+		bins[i] = fmt.Sprintf("%q", b)
+	}
+	cfg := fmt.Sprintf("address = %q\nroot = %q\nstate = %q\nshutdown_timeout = \"10s\"\n\n[log]\nlevel = \"debug\"\n\n[registry]\nconfig_path = %q\n\n[cni]\nconf_dir = %q\nbin_dirs = [%s]\n%s",
+		d.Socket, d.Root, d.State, o.RegistryConfigPath, o.CNIConfDir, strings.Join(bins, ", "), o.ExtraConfig)
+	if err := os.WriteFile(d.Config, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	if err := d.start(ctx, o.Binary); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) start(ctx context.Context, binary string) error {
+	logf, err := os.OpenFile(d.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	d.cmd = exec.Command(binary, "--config", d.Config)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start berth: %w", err)
+	}
+	d.exited = make(chan struct{})
+	go func() {
+		d.waitErr = d.cmd.Wait()
+		logf.Close()
+		close(d.exited)
+	}()
+	if err := d.waitReady(ctx); err != nil {
+		d.Kill()
+		return fmt.Errorf("%w\n--- berth log ---\n%s", err, d.Log())
+	}
+	return nil
+}
+
+// waitReady calls Version until it succeeds: the socket exists and the
+// recovery gate is open.
+func (d *Daemon) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := Dial(d.Socket)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := runtime.NewRuntimeServiceClient(conn)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := client.Version(ctx, &runtime.VersionRequest{})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-d.exited:
+			return fmt.Errorf("berth exited before serving: %v", d.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("berth did not become ready: last error %v", err)
+		case <-tick.C:
+		}
+	}
+}
+
+// Restart stops the daemon with SIGTERM and starts it again on the same
+// root, state and socket.
+func (d *Daemon) Restart(ctx context.Context) error {
+	if err := d.Stop(); err != nil {
+		return err
+	}
+	return d.start(ctx, d.cmd.Path)
+}
+
+// Stop sends SIGTERM and waits for the daemon to exit; a non-zero exit is an
+// error.
+func (d *Daemon) Stop() error {
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		d.Kill()
+		return errors.New("berth did not exit within 30s of SIGTERM")
+	}
+	if d.waitErr != nil {
+		return fmt.Errorf("berth exited: %v\n--- berth log ---\n%s", d.waitErr, d.Log())
+	}
+	return nil
+}
+
+// Kill sends SIGKILL and waits for the process to go.
+func (d *Daemon) Kill() {
+	_ = d.cmd.Process.Kill()
+	<-d.exited
+}
+
+// Exited is closed when the process has exited.
+func (d *Daemon) Exited() <-chan struct{} { return d.exited }
+
+// Log returns what the daemon has logged so far.
+func (d *Daemon) Log() string {
+	b, _ := os.ReadFile(d.LogPath)
+	return string(b)
+}
+
+// Dial connects to a CRI socket.
+func Dial(socket string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// IsCode reports whether err is a gRPC status with code c.
+func IsCode(err error, c codes.Code) bool { return status.Code(err) == c }
