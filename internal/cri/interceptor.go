@@ -2,12 +2,14 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"path"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -63,11 +65,15 @@ func ToStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	err = errgrpc.ToGRPC(err)
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codes.Internal, err.Error())
+	// errdefs resolves an unclassified error to ErrUnknown, which errgrpc
+	// would send as Unknown.
+	if errdefs.Resolve(err) == errdefs.ErrUnknown && !errors.Is(err, errdefs.ErrUnknown) {
+		return status.Error(codes.Internal, err.Error())
+	}
+	return errgrpc.ToGRPC(err)
 }
 
 // logCall writes the per-call log line. Calls that change state log at Info,

@@ -21,9 +21,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -153,7 +152,14 @@ func (d *Daemon) start(ctx context.Context, binary string) error {
 func (d *Daemon) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := Dial(d.Socket)
+	// Retry connecting quickly: the socket appears within milliseconds, and
+	// gRPC's default one-second backoff would dominate every start.
+	conn, err := grpc.NewClient("unix://"+d.Socket,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.5, MaxDelay: 100 * time.Millisecond},
+			MinConnectTimeout: time.Second,
+		}))
 	if err != nil {
 		return err
 	}
@@ -162,7 +168,11 @@ func (d *Daemon) waitReady(ctx context.Context) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		_, err := client.Version(ctx, &runtime.VersionRequest{})
+		// Bound each attempt, so that a process exit is noticed even when
+		// something that is not berth holds the socket.
+		attempt, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := client.Version(attempt, &runtime.VersionRequest{})
+		cancel()
 		if err == nil {
 			return nil
 		}
@@ -176,11 +186,15 @@ func (d *Daemon) waitReady(ctx context.Context) error {
 	}
 }
 
-// Restart stops the daemon with SIGTERM and starts it again on the same
-// root, state and socket.
+// Restart stops the daemon with SIGTERM, unless it has already exited (a
+// SIGKILL), and starts it again on the same root, state and socket.
 func (d *Daemon) Restart(ctx context.Context) error {
-	if err := d.Stop(); err != nil {
-		return err
+	select {
+	case <-d.exited:
+	default:
+		if err := d.Stop(); err != nil {
+			return err
+		}
 	}
 	return d.start(ctx, d.cmd.Path)
 }
@@ -222,6 +236,3 @@ func (d *Daemon) Log() string {
 func Dial(socket string) (*grpc.ClientConn, error) {
 	return grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
-
-// IsCode reports whether err is a gRPC status with code c.
-func IsCode(err error, c codes.Code) bool { return status.Code(err) == c }
