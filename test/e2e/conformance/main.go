@@ -74,7 +74,7 @@ func run(ctx context.Context, o options) error {
 	if err := os.MkdirAll(o.reportDir, 0o755); err != nil {
 		return err
 	}
-	_, critest, err := ensureTools(ctx, o.cache)
+	crictl, critest, err := ensureTools(ctx, o.cache)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,10 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	runErr := runCritest(ctx, critest, d.Socket, o)
+	runErr := crictlVersion(ctx, crictl, d.Socket)
+	if runErr == nil {
+		runErr = runCritest(ctx, critest, d.Socket, o)
+	}
 	stopErr := d.Stop()
 	if err := copyFile(d.LogPath, filepath.Join(o.reportDir, "berth.log")); err != nil {
 		logf("keeping berth's log: %v", err)
@@ -134,6 +137,22 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("stopping berth after critest: %w", stopErr)
 	}
 	return judge(o, exp)
+}
+
+// crictlVersion checks what a user's first command shows: crictl version
+// names berth and CRI v1.
+func crictlVersion(ctx context.Context, crictl, socket string) error {
+	out, err := exec.CommandContext(ctx, crictl, "--runtime-endpoint", "unix://"+socket, "version").Output()
+	if err != nil {
+		return fmt.Errorf("crictl version: %w", err)
+	}
+	for _, want := range []string{"RuntimeName:  berth", "RuntimeApiVersion:  v1"} {
+		if !strings.Contains(string(out), want) {
+			return fmt.Errorf("crictl version does not print %q:\n%s", want, out)
+		}
+	}
+	logf("crictl version: %s", strings.Join(strings.Fields(string(out)), " "))
+	return nil
 }
 
 // runCritest runs critest with reports in o.reportDir. critest's own exit

@@ -22,10 +22,8 @@ func ExtractBusybox(ctx context.Context, cacheDir string) (string, error) {
 	}
 	debs, _ := filepath.Glob(filepath.Join(debDir, "busybox_*.deb"))
 	if len(debs) == 0 {
-		cmd := exec.CommandContext(ctx, "apt-get", "download", "busybox")
-		cmd.Dir = debDir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("apt-get download busybox: %v: %s", err, out)
+		if err := aptDownload(ctx, debDir, "busybox"); err != nil {
+			return "", err
 		}
 		debs, _ = filepath.Glob(filepath.Join(debDir, "busybox_*.deb"))
 		if len(debs) == 0 {
@@ -45,6 +43,26 @@ func ExtractBusybox(ctx context.Context, cacheDir string) (string, error) {
 		return "", err
 	}
 	return out, nil
+}
+
+// aptDownload fetches a package's .deb into dir, refreshing apt's lists
+// once if the package is unknown (a fresh machine has none).
+func aptDownload(ctx context.Context, dir, pkg string) error {
+	download := func() ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "apt-get", "download", pkg)
+		cmd.Dir = dir
+		return cmd.CombinedOutput()
+	}
+	if _, err := download(); err == nil {
+		return nil
+	}
+	if out, err := exec.CommandContext(ctx, "apt-get", "update", "-qq").CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get update: %v: %s", err, out)
+	}
+	if out, err := download(); err != nil {
+		return fmt.Errorf("apt-get download %s: %v: %s", pkg, err, out)
+	}
+	return nil
 }
 
 var lddLine = regexp.MustCompile(`(?:=>\s*)?(/\S+)\s+\(0x`)

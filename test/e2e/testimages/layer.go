@@ -37,8 +37,8 @@ func (t tree) file(p string, mode fs.FileMode, data []byte) { t[p] = entry{mode:
 
 func (t tree) link(p, target string) { t[p] = entry{linkname: target, hardlink: true} }
 
-// layer serialises the tree as a reproducible tar layer: sorted paths,
-// root-owned, one fixed mtime.
+// layer serialises the tree as a reproducible tar layer: sorted paths (hard
+// links after everything else), root-owned, one fixed mtime.
 func (t tree) layer() (v1.Layer, error) {
 	all := map[string]entry{}
 	for p, e := range t {
@@ -55,7 +55,14 @@ func (t tree) layer() (v1.Layer, error) {
 	for p := range all {
 		paths = append(paths, p)
 	}
-	sort.Strings(paths)
+	// Hard links go last: a link may only name a file written before it.
+	sort.Slice(paths, func(i, j int) bool {
+		li, lj := all[paths[i]].hardlink, all[paths[j]].hardlink
+		if li != lj {
+			return lj
+		}
+		return paths[i] < paths[j]
+	})
 
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

@@ -1,0 +1,56 @@
+# berth — build, run and test. Every target that runs berth or its tests
+# needs root.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+export GOFLAGS := -buildvcs=false
+
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X github.com/berth-cri/berth/internal/version.Version=$(VERSION)
+# Flags for `make run`; e.g. make run RUN_FLAGS="--log-level debug".
+RUN_FLAGS ?=
+# Where the e2e harness caches crictl, critest and Debian's busybox package.
+E2E_CACHE ?= /var/cache/berth-e2e
+
+.PHONY: all build deps run test lint unit e2e e2e-go conformance clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/berth ./cmd/berth
+
+bin/testbin: $(wildcard test/e2e/testbin/*.go)
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o bin/testbin ./test/e2e/testbin
+
+deps:
+	@hack/install-deps.sh
+
+# Installs what is missing, builds, and serves CRI on /run/berth/berth.sock
+# in the foreground (Ctrl-C stops the daemon; containers keep running).
+run: deps build
+	bin/berth $(RUN_FLAGS)
+
+# Everything CI runs: lint, unit tests with -race, e2e tests through the
+# socket, and the critest conformance run against the expectations file.
+test: deps lint unit e2e
+
+lint:
+	@unformatted=$$(gofmt -l cmd internal test); \
+	if [[ -n "$$unformatted" ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	@if grep -rnE 'TODO\([a-zA-Z]' --include='*.go' cmd internal test; then \
+		echo "TODOs cite an issue: TODO(#N)"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./cmd/... ./internal/...
+
+e2e: e2e-go conformance
+
+e2e-go: bin/testbin
+	BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 ./test/e2e/...
+
+conformance: build bin/testbin
+	$(GO) run ./test/e2e/conformance -berth bin/berth -testbin bin/testbin -cache $(E2E_CACHE)
+
+clean:
+	rm -rf bin _output

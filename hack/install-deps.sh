@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what berth needs to build, run and test on Debian 12, as root.
+# Idempotent: it only touches apt when a package is missing.
+set -euo pipefail
+
+# runc: the OCI runtime. containernetworking-plugins: CNI plugins in
+# /usr/lib/cni. iptables: the portmap plugin. gcc/libc6-dev: cgo for `go test
+# -race`. dpkg-dev is not needed: the e2e images use `apt-get download` and
+# dpkg-deb, both part of apt/dpkg.
+packages=(runc containernetworking-plugins iptables gcc libc6-dev make git ca-certificates)
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "install-deps: run as root (berth manages namespaces, mounts and cgroups)" >&2
+	exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} > 0)); then
+	echo "install-deps: installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Go: berth's go.mod needs Go >= 1.26.8. Debian 12's golang package is far
+# older; the Go toolchain lives in /usr/local/go on these machines.
+export PATH="/usr/local/go/bin:$PATH"
+need="1.26.8"
+if ! command -v go >/dev/null; then
+	echo "install-deps: Go $need or newer is required (not found in PATH or /usr/local/go/bin)" >&2
+	exit 1
+fi
+have=$(go env GOVERSION | sed 's/^go//')
+if [[ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]]; then
+	echo "install-deps: Go $have is older than $need; install Go $need into /usr/local/go" >&2
+	exit 1
+fi
+echo "install-deps: ok (go $have, $(runc --version | head -n1))"
