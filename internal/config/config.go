@@ -34,6 +34,7 @@ type Config struct {
 
 	Log      Log      `toml:"log" json:"log"`
 	Registry Registry `toml:"registry" json:"registry"`
+	Image    Image    `toml:"image" json:"image"`
 	CNI      CNI      `toml:"cni" json:"cni"`
 	Runtime  Runtime  `toml:"runtime" json:"runtime"`
 	// ShutdownTimeout bounds how long in-flight calls may take to finish
@@ -52,6 +53,19 @@ type Registry struct {
 	// ConfigPath is a directory in containerd's hosts.toml layout:
 	// <dir>/<host>/hosts.toml, with <dir>/_default/hosts.toml as fallback.
 	ConfigPath string `toml:"config_path" json:"config_path"`
+}
+
+// Image configures image storage and pulls.
+type Image struct {
+	// Snapshotter is "overlayfs" or "native" (for hosts without overlayfs).
+	Snapshotter string `toml:"snapshotter" json:"snapshotter"`
+	// MaxConcurrentDownloads bounds parallel layer fetches per pull.
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" json:"max_concurrent_downloads"`
+	// PullProgressTimeout aborts a pull that receives no bytes for this long
+	// (0 disables the check).
+	PullProgressTimeout Duration `toml:"pull_progress_timeout" json:"pull_progress_timeout"`
+	// SandboxImage is reported as pinned, so kubelet never collects it.
+	SandboxImage string `toml:"sandbox_image" json:"sandbox_image"`
 }
 
 // CNI configures pod networking.
@@ -146,6 +160,17 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format must be text or json, got %q", c.Log.Format))
+	}
+	switch c.Image.Snapshotter {
+	case "overlayfs", "native":
+	default:
+		errs = append(errs, fmt.Errorf("image.snapshotter must be overlayfs or native, got %q", c.Image.Snapshotter))
+	}
+	if c.Image.MaxConcurrentDownloads < 1 {
+		errs = append(errs, fmt.Errorf("image.max_concurrent_downloads must be at least 1, got %d", c.Image.MaxConcurrentDownloads))
+	}
+	if c.Image.PullProgressTimeout.Duration < 0 {
+		errs = append(errs, errors.New("image.pull_progress_timeout must not be negative"))
 	}
 	switch c.Runtime.CgroupDriver {
 	case "", "cgroupfs", "systemd":

@@ -11,13 +11,11 @@ import (
 	"github.com/berth-cri/berth/internal/fsusage"
 )
 
-// ImageFsDir is where image layers are unpacked, relative to --root. kubelet
-// watches this file system for image garbage collection.
-const ImageFsDir = "snapshots"
-
-// ImageFsInfo reports the bytes and inodes used by unpacked images.
+// ImageFsInfo reports the bytes and inodes used by the snapshotter's
+// directory, where image layers and container writable layers live; kubelet
+// watches it for image garbage collection.
 func (s *Service) ImageFsInfo(ctx context.Context, r *runtime.ImageFsInfoRequest) (*runtime.ImageFsInfoResponse, error) {
-	dir := filepath.Join(s.cfg.Root, ImageFsDir)
+	dir := filepath.Join(s.cfg.Root, "snapshots", s.cfg.Image.Snapshotter)
 	u, err := fsusage.Of(dir)
 	if err != nil {
 		return nil, fmt.Errorf("measure image file system: %w", err)

@@ -7,6 +7,7 @@
 package cri
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 
@@ -14,14 +15,24 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/netconf"
 	"github.com/berth-cri/berth/internal/store"
 )
+
+// images is what the CRI layer needs from the image service.
+type images interface {
+	Pull(ctx context.Context, ref string, auth *image.Auth) (image.Image, error)
+	Get(ref string) (image.Image, error)
+	List() []image.Image
+	Remove(ctx context.Context, ref string) error
+}
 
 // Options are what a Service is built from.
 type Options struct {
 	Config config.Config
 	Store  *store.Store
+	Images images
 	Logger *slog.Logger
 	// RuntimeBinary is the OCI runtime the default handler runs ("runc"
 	// unless tests say otherwise); RuntimeReady is false while it is missing.
@@ -38,6 +49,7 @@ type Service struct {
 
 	cfg           config.Config
 	store         *store.Store
+	images        images
 	logger        *slog.Logger
 	runtimeBinary string
 	probeNetwork  func() netconf.Result
@@ -51,6 +63,7 @@ func New(opts Options) *Service {
 	s := &Service{
 		cfg:           opts.Config,
 		store:         opts.Store,
+		images:        opts.Images,
 		logger:        opts.Logger,
 		runtimeBinary: opts.RuntimeBinary,
 		probeNetwork:  opts.ProbeNetwork,

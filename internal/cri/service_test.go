@@ -288,7 +288,7 @@ func TestUnbuiltRPCsAreUnimplemented(t *testing.T) {
 	f.gate.Open()
 	_, err := f.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{})
 	wantCode(t, err, codes.Unimplemented)
-	_, err = f.image.PullImage(t.Context(), &runtime.PullImageRequest{})
+	_, err = f.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{})
 	wantCode(t, err, codes.Unimplemented)
 }
 

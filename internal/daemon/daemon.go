@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/cri"
+	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -48,6 +49,24 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		}
 	}()
 
+	images, err := image.Open(ctx, image.Options{
+		Root:                   cfg.Root,
+		HostsDir:               cfg.Registry.ConfigPath,
+		Snapshotter:            cfg.Image.Snapshotter,
+		MaxConcurrentDownloads: cfg.Image.MaxConcurrentDownloads,
+		ProgressTimeout:        cfg.Image.PullProgressTimeout.Duration,
+		Pinned:                 []string{cfg.Image.SandboxImage},
+		Logger:                 logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := images.Close(); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("close image stores: %w", err))
+		}
+	}()
+
 	lis, err := listenUnix(cfg.Address)
 	if err != nil {
 		return err
@@ -55,7 +74,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	gate := &cri.Gate{}
 	unary, stream := cri.Interceptors(logger, gate)
 	server := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
-	cri.New(cri.Options{Config: cfg, Store: st, Logger: logger}).Register(server)
+	cri.New(cri.Options{Config: cfg, Store: st, Images: images, Logger: logger}).Register(server)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(lis) }()
@@ -65,7 +84,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	// (monitors, networks, images) reconcile here before the gate opens.
 	gate.Open()
 	logger.Info("recovery finished; ready",
-		"sandboxes", st.Sandboxes.Len(), "containers", st.Containers.Len(), "images", st.Images.Len())
+		"sandboxes", st.Sandboxes.Len(), "containers", st.Containers.Len())
 	if ready != nil {
 		close(ready)
 	}

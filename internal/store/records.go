@@ -99,19 +99,3 @@ func (c Container) State() ContainerState {
 		return ContainerCreated
 	}
 }
-
-// Image is a pulled image. ID is its config digest ("sha256:<hex>").
-type Image struct {
-	ID          string   `json:"id"`
-	RepoTags    []string `json:"repo_tags,omitempty"`
-	RepoDigests []string `json:"repo_digests,omitempty"`
-	Size        uint64   `json:"size"`
-	Pinned      bool     `json:"pinned,omitempty"`
-}
-
-// Key implements Record.
-func (i Image) Key() string { return i.ID }
-
-// UniqueName implements Record: images are found by tag and digest through
-// the image service, not by a single name.
-func (i Image) UniqueName() string { return "" }

@@ -1,6 +1,8 @@
-// Package store is berth's persistent record of pod sandboxes, containers and
-// images: a bbolt database written before a call returns success, with
+// Package store is berth's persistent record of pod sandboxes and
+// containers: a bbolt database written before a call returns success, with
 // in-memory indexes (by ID, ID prefix and unique name) for every read.
+// Images are recorded by the image service in containerd's metadata
+// database (internal/image), which also roots their garbage collection.
 //
 // The database file lives under --root; the daemon's lock file guarantees a
 // single writer, so bolt's own flock is only a second line of defence.
@@ -31,7 +33,6 @@ type Store struct {
 	db         *bolt.DB
 	Sandboxes  *Table[Sandbox]
 	Containers *Table[Container]
-	Images     *Table[Image]
 }
 
 // Open opens (creating if needed) the database at path and loads every record
@@ -48,13 +49,12 @@ func Open(path string) (*Store, error) {
 		db:         db,
 		Sandboxes:  newTable[Sandbox](db, "sandboxes", "pod sandbox"),
 		Containers: newTable[Container](db, "containers", "container"),
-		Images:     newTable[Image](db, "images", "image"),
 	}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
 	}
-	for _, load := range []func() error{s.Sandboxes.load, s.Containers.load, s.Images.load} {
+	for _, load := range []func() error{s.Sandboxes.load, s.Containers.load} {
 		if err := load(); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("load %s: %w", path, err)
@@ -66,7 +66,7 @@ func Open(path string) (*Store, error) {
 // init creates the buckets and checks the schema version.
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, t := range [][]byte{bucketMeta, s.Sandboxes.bucket, s.Containers.bucket, s.Images.bucket} {
+		for _, t := range [][]byte{bucketMeta, s.Sandboxes.bucket, s.Containers.bucket} {
 			if _, err := tx.CreateBucketIfNotExists(t); err != nil {
 				return fmt.Errorf("create bucket %s: %w", t, err)
 			}

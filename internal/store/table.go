@@ -12,8 +12,7 @@ import (
 )
 
 // Record is what a Table holds. Key is the record's unique ID (64 hex
-// characters for pods and containers, "sha256:<hex>" for images); Name is a
-// second unique key ("" when the kind has none).
+// characters); UniqueName is a second unique key ("" when the kind has none).
 type Record interface {
 	Key() string
 	UniqueName() string
@@ -28,7 +27,7 @@ type Record interface {
 type Table[T Record] struct {
 	db     *bolt.DB
 	bucket []byte
-	kind   string // "pod sandbox", "container", "image": for error messages
+	kind   string // "pod sandbox", "container": for error messages
 
 	mu    sync.RWMutex
 	items map[string]T      // key -> record; guarded by mu

@@ -1,0 +1,270 @@
+// Package image is berth's image service: pull from OCI registries through
+// containerd's resolver (hosts.toml mirrors, auth), content-addressed blobs
+// in containerd's local content store, layers unpacked into overlayfs
+// snapshots as they arrive, and garbage collection, all in-process on
+// containerd v2's packages with no containerd daemon.
+//
+// Every stored reference is a containerd image record named by its
+// normalized reference; the CRI view (an image ID with repo tags and repo
+// digests) is derived from those records by the in-memory index.
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/diff"
+	"github.com/containerd/containerd/v2/core/diff/apply"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/metadata"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/containerd/v2/plugins/snapshots/native"
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+)
+
+// namespace is the containerd metadata namespace berth keeps everything in.
+const namespace = "berth"
+
+// labelPull marks the lease that protects an in-flight pull. No pull
+// survives a daemon restart, so recovery deletes every such lease.
+const labelPull = "berth.io/pull"
+
+// Options configure the image service.
+type Options struct {
+	// Root holds image-meta.db, content/ and snapshots/<snapshotter>/.
+	Root string
+	// HostsDir is registry.config_path: <dir>/<host>/hosts.toml.
+	HostsDir string
+	// Snapshotter is "overlayfs" or "native".
+	Snapshotter string
+	// MaxConcurrentDownloads bounds parallel blob fetches per pull.
+	MaxConcurrentDownloads int
+	// ProgressTimeout aborts a pull that receives no bytes for this long.
+	ProgressTimeout time.Duration
+	// Pinned references are reported as pinned (the sandbox image).
+	Pinned []string
+	Logger *slog.Logger
+}
+
+// Service pulls, lists and removes images. Safe for concurrent use.
+type Service struct {
+	opts     Options
+	bolt     *bolt.DB
+	db       *metadata.DB
+	content  content.Store
+	snapshot snapshots.Snapshotter
+	records  images.Store
+	leases   leases.Manager
+	applier  diff.Applier
+	platform platforms.MatchComparer
+	index    *index
+	pulls    pullGroup
+
+	// mu serialises changes to the stored references (registering a pull,
+	// removing an image) so the index and the records never disagree.
+	mu sync.Mutex
+}
+
+// Open opens (creating if needed) the image stores under opts.Root,
+// deletes what interrupted pulls left behind, and loads every stored
+// reference.
+func Open(ctx context.Context, opts Options) (*Service, error) {
+	ctx = namespaces.WithNamespace(ctx, namespace)
+	if opts.MaxConcurrentDownloads <= 0 {
+		opts.MaxConcurrentDownloads = 3
+	}
+	cs, err := local.NewStore(filepath.Join(opts.Root, "content"))
+	if err != nil {
+		return nil, fmt.Errorf("open content store: %w", err)
+	}
+	snRoot := filepath.Join(opts.Root, "snapshots", opts.Snapshotter)
+	if err := os.MkdirAll(snRoot, 0o700); err != nil {
+		return nil, err
+	}
+	var sn snapshots.Snapshotter
+	switch opts.Snapshotter {
+	case "overlayfs":
+		sn, err = overlay.NewSnapshotter(snRoot)
+	case "native":
+		sn, err = native.NewSnapshotter(snRoot)
+	default:
+		return nil, fmt.Errorf("snapshotter %q: want overlayfs or native", opts.Snapshotter)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s snapshotter: %w", opts.Snapshotter, err)
+	}
+	bdb, err := bolt.Open(filepath.Join(opts.Root, "image-meta.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		sn.Close()
+		return nil, fmt.Errorf("open image metadata: %w", err)
+	}
+	db := metadata.NewDB(bdb, cs, map[string]snapshots.Snapshotter{opts.Snapshotter: sn})
+	if err := db.Init(ctx); err != nil {
+		bdb.Close()
+		sn.Close()
+		return nil, fmt.Errorf("init image metadata: %w", err)
+	}
+	s := &Service{
+		opts:     opts,
+		bolt:     bdb,
+		db:       db,
+		content:  db.ContentStore(),
+		snapshot: db.Snapshotter(opts.Snapshotter),
+		records:  metadata.NewImageStore(db),
+		leases:   metadata.NewLeaseManager(db),
+		platform: platforms.Default(),
+		index:    newIndex(opts.Pinned),
+		pulls:    pullGroup{calls: map[string]*pullCall{}},
+	}
+	s.applier = apply.NewFileSystemApplier(s.content)
+	if err := s.recover(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the stores.
+func (s *Service) Close() error {
+	return errors.Join(s.bolt.Close(), s.snapshot.Close())
+}
+
+// recover drops the leases of pulls a previous run did not finish, collects
+// what they had fetched, and loads every stored reference into the index.
+func (s *Service) recover(ctx context.Context) error {
+	stale, err := s.leases.List(ctx, "labels.\""+labelPull+"\"")
+	if err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	for _, l := range stale {
+		if err := s.leases.Delete(ctx, l); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete lease of interrupted pull %s: %w", l.ID, err)
+		}
+	}
+	if len(stale) > 0 {
+		s.opts.Logger.Info("dropped leases of interrupted pulls", "count", len(stale))
+	}
+	if _, err := s.db.GarbageCollect(ctx); err != nil {
+		return fmt.Errorf("garbage collect: %w", err)
+	}
+	stored, err := s.records.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list images: %w", err)
+	}
+	for _, img := range stored {
+		named, err := Normalize(img.Name)
+		if err != nil {
+			s.opts.Logger.Warn("skipping image record with an invalid name", "name", img.Name, "error", err)
+			continue
+		}
+		r, err := s.describe(ctx, named, img.Target)
+		if err != nil {
+			s.opts.Logger.Warn("skipping unreadable image record", "name", img.Name, "error", err)
+			continue
+		}
+		s.index.put(r)
+	}
+	return nil
+}
+
+// describe reads what CRI needs about the image target points at: its
+// config (the ID), chain ID and size, for the host platform.
+func (s *Service) describe(ctx context.Context, named reference.Named, target ocispec.Descriptor) (record, error) {
+	img := images.Image{Name: named.String(), Target: target}
+	cfgDesc, err := img.Config(ctx, s.content, s.platform)
+	if err != nil {
+		return record{}, fmt.Errorf("image config: %w", err)
+	}
+	blob, err := content.ReadBlob(ctx, s.content, cfgDesc)
+	if err != nil {
+		return record{}, fmt.Errorf("read image config: %w", err)
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(blob, &cfg); err != nil {
+		return record{}, fmt.Errorf("decode image config %s: %w", cfgDesc.Digest, err)
+	}
+	size, err := img.Size(ctx, s.content, s.platform)
+	if err != nil {
+		return record{}, fmt.Errorf("image size: %w", err)
+	}
+	return record{
+		name:    named,
+		target:  target.Digest,
+		id:      cfgDesc.Digest.String(),
+		size:    uint64(size),
+		config:  cfg,
+		chainID: identity.ChainID(cfg.RootFS.DiffIDs),
+	}, nil
+}
+
+// List returns every image.
+func (s *Service) List() []Image { return s.index.list() }
+
+// Get finds an image by ID, ID prefix, reference or repo digest.
+func (s *Service) Get(ref string) (Image, error) { return s.index.lookup(ref) }
+
+// Remove deletes every reference of the image ref resolves to and collects
+// its blobs and snapshots. An unknown image is not an error: removal is
+// idempotent.
+func (s *Service) Remove(ctx context.Context, ref string) error {
+	ctx = namespaces.WithNamespace(ctx, namespace)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img, err := s.index.lookup(ref)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, name := range s.index.names(img.ID) {
+		if err := s.records.Delete(ctx, name); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete image reference %s: %w", name, err)
+		}
+		s.index.remove(name)
+	}
+	if _, err := s.db.GarbageCollect(ctx); err != nil {
+		return fmt.Errorf("garbage collect after removing %s: %w", img.ID, err)
+	}
+	return nil
+}
+
+// register stores the reference and adds it to the index.
+func (s *Service) register(ctx context.Context, r record, target ocispec.Descriptor) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img := images.Image{Name: r.name.String(), Target: target}
+	if _, err := s.records.Create(ctx, img); err != nil {
+		if !errdefs.IsAlreadyExists(err) {
+			return fmt.Errorf("store image reference %s: %w", img.Name, err)
+		}
+		if _, err := s.records.Update(ctx, img, "target"); err != nil {
+			return fmt.Errorf("update image reference %s: %w", img.Name, err)
+		}
+	}
+	s.index.put(r)
+	return nil
+}
+
+// GarbageCollect deletes blobs and snapshots nothing refers to.
+func (s *Service) GarbageCollect(ctx context.Context) error {
+	_, err := s.db.GarbageCollect(namespaces.WithNamespace(ctx, namespace))
+	return err
+}
