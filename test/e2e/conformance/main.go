@@ -103,7 +103,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	hosts := filepath.Join(work, "hosts")
-	if err := testimages.WriteHostsDir(hosts, reg.Host); err != nil {
+	if err := e2eenv.WriteHostsDir(hosts, reg.Host, testimages.MirroredHosts); err != nil {
 		return err
 	}
 	logf("built and pushed %d test images to %s in %s", len(images), reg.Host, time.Since(start).Round(time.Millisecond))

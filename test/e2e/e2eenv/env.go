@@ -32,15 +32,23 @@ type Registry struct {
 	server *http.Server
 }
 
+// Middleware wraps the registry's handler: to require auth, count, stall or
+// corrupt requests in tests.
+type Middleware func(http.Handler) http.Handler
+
 // StartRegistry serves go-containerregistry's registry on a free loopback
-// port until Close.
-func StartRegistry() (*Registry, error) {
+// port until Close, behind the given middleware (outermost first).
+func StartRegistry(mw ...Middleware) (*Registry, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen for registry: %w", err)
 	}
+	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
 	srv := &http.Server{
-		Handler:           registry.New(registry.Logger(log.New(io.Discard, "", 0))),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go srv.Serve(lis)
@@ -49,6 +57,38 @@ func StartRegistry() (*Registry, error) {
 
 // Close stops the registry.
 func (r *Registry) Close() error { return r.server.Close() }
+
+// BasicAuth requires HTTP basic authentication with user and password.
+func BasicAuth(user, password string) Middleware {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != user || p != password {
+				w.Header().Set("WWW-Authenticate", `Basic realm="berth-e2e"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// WriteHostsDir writes <dir>/<host>/hosts.toml for each host, in
+// containerd's layout, sending pulls to the registry at server over plain
+// HTTP with no fallback to the upstream host.
+func WriteHostsDir(dir, server string, hosts []string) error {
+	body := fmt.Sprintf("# Written by berth's e2e tests: %[1]s only, never upstream.\nserver = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", server)
+	for _, h := range hosts {
+		p := filepath.Join(dir, h, "hosts.toml")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // DefaultCNIConfig is the pod network the tests give berth: a bridge with
 // host-local IPAM, portmap for host ports, and loopback, all from Debian's

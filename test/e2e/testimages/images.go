@@ -1,8 +1,7 @@
 // Package testimages builds, from Debian's busybox, every Linux image that
-// berth's tests and critest v1.37.0 pull, pushes them to a registry on
-// loopback under their upstream paths, and writes a hosts.toml directory that
-// sends the upstream registries there and nowhere else. No docker, no
-// network beyond loopback; the same inputs give the same digests.
+// berth's tests and critest v1.37.0 pull, and pushes them to a registry on
+// loopback under their upstream paths. No docker, no network beyond
+// loopback; the same inputs give the same digests.
 package testimages
 
 import (
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -21,10 +19,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// MirroredHosts are the upstream registries the hosts.toml directory
-// redirects to the loopback registry.
+// MirroredHosts are the upstream registries the conformance run's
+// hosts.toml directory redirects to the loopback registry ("_default"
+// catches any other).
 var MirroredHosts = []string{
-	"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io", "registry-1.docker.io", "public.ecr.aws", "quay.io",
+	"registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io", "registry-1.docker.io", "public.ecr.aws", "quay.io", "_default",
 }
 
 // Sources are the host files the images are made of.
@@ -263,23 +262,6 @@ func Push(ctx context.Context, host string, images []Image) error {
 			if err := remote.Write(dst, img.Image, remote.WithContext(ctx)); err != nil {
 				return fmt.Errorf("push %s: %w", dst, err)
 			}
-		}
-	}
-	return nil
-}
-
-// WriteHostsDir writes <dir>/<host>/hosts.toml for every mirrored upstream
-// registry, sending pulls to the loopback registry at server (http) with no
-// fallback to the upstream host.
-func WriteHostsDir(dir, server string) error {
-	body := fmt.Sprintf("# Written by berth's e2e harness: %[1]s only, never upstream.\nserver = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", server)
-	for _, h := range append(append([]string{}, MirroredHosts...), "_default") {
-		p := path.Join(dir, h, "hosts.toml")
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			return err
 		}
 	}
 	return nil
