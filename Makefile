@@ -54,3 +54,10 @@ conformance: build bin/testbin
 
 clean:
 	rm -rf bin _output
+
+# Benchmarks (not part of `make test`): berth against containerd 1.6 from
+# Debian, in one run. Installs containerd if missing.
+.PHONY: bench-pull
+bench-pull: deps build
+	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
+	$(GO) run ./bench/pull -berth bin/berth

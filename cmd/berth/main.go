@@ -141,6 +141,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth: %v\n", err)
 		return 2
 	}
+	daemon.RouteContainerdLogs(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := daemon.Run(ctx, cfg, logger, nil); err != nil {

@@ -9,8 +9,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 
@@ -35,6 +38,7 @@ func Run(ctx context.Context, cfg config.Config) []Result {
 		checkBinary(ctx, "runc", []string{"--version"}, "apt-get install runc"),
 		checkCNIPlugins(cfg.CNI.BinDirs),
 		checkOverlay(),
+		checkSnapshotter(cfg.Root, cfg.Image.Snapshotter),
 		checkCgroups(cfg.Runtime.CgroupDriver),
 		checkBinary(ctx, "iptables", []string{"--version"}, "apt-get install iptables (the portmap CNI plugin needs it)"),
 	}
@@ -108,6 +112,45 @@ func checkOverlay() Result {
 	}
 	r.Detail = "overlay not in /proc/filesystems"
 	r.Fix = "modprobe overlay (berth falls back to the slower native snapshotter without it)"
+	return r
+}
+
+// checkSnapshotter mounts a throwaway overlay under root, where the
+// snapshots will live: overlay in /proc/filesystems is not enough when the
+// root's file system cannot be an upper layer (overlay on overlay, some
+// network file systems).
+func checkSnapshotter(root, snapshotter string) Result {
+	r := Result{Name: "snapshotter"}
+	if snapshotter != "overlayfs" {
+		r.OK = true
+		r.Detail = fmt.Sprintf("%s (image.snapshotter)", snapshotter)
+		return r
+	}
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		r.Detail = err.Error()
+		return r
+	}
+	dir, err := os.MkdirTemp(root, "check-overlay-")
+	if err != nil {
+		r.Detail = err.Error()
+		return r
+	}
+	defer os.RemoveAll(dir)
+	for _, d := range []string{"lower", "upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			r.Detail = err.Error()
+			return r
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/work", dir, dir, dir)
+	if err := unix.Mount("overlay", filepath.Join(dir, "merged"), "overlay", 0, opts); err != nil {
+		r.Detail = fmt.Sprintf("cannot mount overlay under %s: %v", root, err)
+		r.Fix = `set image.snapshotter = "native" in the config (slower, full copies), or put --root on ext4/xfs`
+		return r
+	}
+	_ = unix.Unmount(filepath.Join(dir, "merged"), 0)
+	r.OK = true
+	r.Detail = fmt.Sprintf("overlayfs works under %s", root)
 	return r
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,6 +20,10 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/store"
 )
+
+// imageGCInterval is how often unreferenced blobs and snapshots are
+// collected besides right after each image removal.
+const imageGCInterval = 10 * time.Minute
 
 // Run serves CRI until ctx is cancelled, then stops accepting calls, lets
 // in-flight calls finish (up to cfg.ShutdownTimeout), closes the database and
@@ -75,6 +80,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	unary, stream := cri.Interceptors(logger, gate)
 	server := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	cri.New(cri.Options{Config: cfg, Store: st, Images: images, Logger: logger}).Register(server)
+
+	// Background work lives as long as serving does and is done before the
+	// stores close.
+	bg, stopBackground := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	defer func() {
+		stopBackground()
+		background.Wait()
+	}()
+	background.Go(func() { images.CollectEvery(bg, imageGCInterval) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(lis) }()

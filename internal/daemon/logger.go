@@ -1,9 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+
+	clog "github.com/containerd/log"
+	"github.com/sirupsen/logrus"
 )
 
 // NewLogger builds the daemon's slog logger: format "text" or "json", level
@@ -22,4 +26,44 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q: want text or json", format)
 	}
+}
+
+// RouteContainerdLogs sends what containerd's packages log (through the
+// process-global logrus logger of github.com/containerd/log) into logger,
+// tagged component=containerd, so berth's log has one format. containerd's
+// Info lines (registry fallbacks, retries) are demoted to Debug: they are
+// per-request chatter that berth's own lines already summarise.
+func RouteContainerdLogs(logger *slog.Logger) {
+	l := clog.L.Logger
+	l.SetOutput(io.Discard)
+	l.SetLevel(logrus.DebugLevel)
+	l.ReplaceHooks(logrus.LevelHooks{})
+	l.AddHook(slogHook{logger: logger.With("component", "containerd")})
+}
+
+type slogHook struct{ logger *slog.Logger }
+
+func (slogHook) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (h slogHook) Fire(e *logrus.Entry) error {
+	level := slog.LevelDebug
+	switch {
+	case e.Level <= logrus.ErrorLevel:
+		level = slog.LevelError
+	case e.Level == logrus.WarnLevel:
+		level = slog.LevelWarn
+	}
+	ctx := e.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if !h.logger.Enabled(ctx, level) {
+		return nil
+	}
+	attrs := make([]slog.Attr, 0, len(e.Data))
+	for k, v := range e.Data {
+		attrs = append(attrs, slog.Any(k, v))
+	}
+	h.logger.LogAttrs(ctx, level, e.Message, attrs...)
+	return nil
 }

@@ -268,3 +268,20 @@ func (s *Service) GarbageCollect(ctx context.Context) error {
 	_, err := s.db.GarbageCollect(namespaces.WithNamespace(ctx, namespace))
 	return err
 }
+
+// CollectEvery garbage-collects every interval until ctx ends: removals
+// collect at once, this catches what a failed or interrupted operation left.
+func (s *Service) CollectEvery(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := s.GarbageCollect(ctx); err != nil && ctx.Err() == nil {
+				s.opts.Logger.Warn("scheduled image garbage collection", "error", err)
+			}
+		}
+	}
+}

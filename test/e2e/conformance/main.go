@@ -74,7 +74,11 @@ func run(ctx context.Context, o options) error {
 	if err := os.MkdirAll(o.reportDir, 0o755); err != nil {
 		return err
 	}
-	crictl, critest, err := ensureTools(ctx, o.cache)
+	crictl, err := e2eenv.EnsureCrictl(ctx, o.cache)
+	if err != nil {
+		return err
+	}
+	critest, err := e2eenv.EnsureCritest(ctx, o.cache)
 	if err != nil {
 		return err
 	}
@@ -179,7 +183,7 @@ func runCritest(ctx context.Context, critest, socket string, o options) error {
 	if o.skip != "" {
 		args = append(args, "-ginkgo.skip", o.skip)
 	}
-	logf("running critest %s (output in %s)", criToolsVersion, logPath)
+	logf("running critest %s (output in %s)", e2eenv.CriToolsVersion, logPath)
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, critest, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -240,7 +244,7 @@ func judge(o options, exp expectations) error {
 		counts[r.state]++
 	}
 	other := len(results) - counts["passed"] - counts["failed"] - counts["skipped"]
-	fmt.Printf("critest %s: %d passed, %d failed, %d skipped", criToolsVersion, counts["passed"], counts["failed"], counts["skipped"])
+	fmt.Printf("critest %s: %d passed, %d failed, %d skipped", e2eenv.CriToolsVersion, counts["passed"], counts["failed"], counts["skipped"])
 	if other > 0 {
 		fmt.Printf(", %d other (%v)", other, counts)
 	}

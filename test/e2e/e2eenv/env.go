@@ -148,6 +148,9 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 		Config:  filepath.Join(o.Dir, "config.toml"),
 		LogPath: filepath.Join(o.Dir, "berth.log"),
 	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
 	bins := make([]string, len(o.CNIBinDirs))
 	for i, b := range o.CNIBinDirs {
 		bins[i] = fmt.Sprintf("%q", b)

@@ -1,0 +1,220 @@
+// Command pull measures a cold pull + unpack of a multi-layer image from a
+// registry on loopback, berth against containerd (Debian's 1.6 package, its
+// CRI plugin) in the same run, through the same CRI call and the same
+// hosts.toml mirror directory. Each iteration removes the image from both
+// runtimes (their removal collects blobs and snapshots synchronously), so
+// every pull starts cold. The order alternates to share out cache effects.
+//
+//	go run ./bench/pull -berth bin/berth -iterations 7
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"google.golang.org/grpc"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
+)
+
+func main() {
+	berth := flag.String("berth", "bin/berth", "berth binary")
+	containerd := flag.String("containerd", "/usr/bin/containerd", "containerd binary (Debian: apt-get install containerd)")
+	iterations := flag.Int("iterations", 7, "cold pulls per runtime")
+	layers := flag.Int("layers", 5, "layers in the image")
+	layerMB := flag.Int("layer-mb", 20, "size of each layer's file, MB (random: incompressible)")
+	flag.Parse()
+	if err := run(*berth, *containerd, *iterations, *layers, *layerMB); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/pull:", err)
+		os.Exit(1)
+	}
+}
+
+func run(berthBin, containerdBin string, iterations, layers, layerMB int) error {
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "berth-bench-pull-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	reg, err := e2eenv.StartRegistry()
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	img, err := buildImage(layers, layerMB)
+	if err != nil {
+		return err
+	}
+	dst, _ := name.ParseReference(reg.Host+"/bench/big:1", name.Insecure)
+	if err := remote.Write(dst, img); err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	var size int64
+	ls, _ := img.Layers()
+	for _, l := range ls {
+		n, _ := l.Size()
+		size += n
+	}
+	hosts := filepath.Join(work, "hosts")
+	if err := e2eenv.WriteHostsDir(hosts, reg.Host, []string{"bench.test"}); err != nil {
+		return err
+	}
+	const ref = "bench.test/bench/big:1"
+
+	bd, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
+		Binary: berthBin, Dir: filepath.Join(work, "berth"), RegistryConfigPath: hosts,
+		CNIConfDir: filepath.Join(work, "net.d"), CNIBinDirs: []string{"/usr/lib/cni"},
+	})
+	if err != nil {
+		return err
+	}
+	defer bd.Stop()
+	cd, err := startContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), hosts)
+	if err != nil {
+		return err
+	}
+	defer cd.stop()
+
+	targets := []struct {
+		name   string
+		socket string
+		times  []time.Duration
+	}{{name: "berth", socket: bd.Socket}, {name: "containerd", socket: cd.socket}}
+	for i := range iterations {
+		for j := range targets {
+			t := &targets[(i+j)%len(targets)]
+			d, err := coldPull(ctx, t.socket, ref)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			t.times = append(t.times, d)
+		}
+	}
+	fmt.Printf("cold pull + unpack of %s: %d layers, %.1f MB compressed, %d iterations each\n",
+		ref, layers, float64(size)/1e6, iterations)
+	medians := map[string]time.Duration{}
+	for _, t := range targets {
+		slices.Sort(t.times)
+		medians[t.name] = t.times[len(t.times)/2]
+		fmt.Printf("  %-10s median %6.0f ms   min %6.0f ms   max %6.0f ms\n", t.name,
+			ms(medians[t.name]), ms(t.times[0]), ms(t.times[len(t.times)-1]))
+	}
+	fmt.Printf("  ratio berth/containerd (median): %.2f\n", float64(medians["berth"])/float64(medians["containerd"]))
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// buildImage makes an image of random (incompressible) layers.
+func buildImage(layers, layerMB int) (v1.Image, error) {
+	img, err := random.Image(int64(layerMB)<<20, int64(layers))
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	return mutate.ConfigFile(img, cf)
+}
+
+// coldPull pulls ref through CRI, timing the call, then removes it again.
+func coldPull(ctx context.Context, socket, ref string) (time.Duration, error) {
+	conn, err := e2eenv.Dial(socket)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	c := runtime.NewImageServiceClient(conn)
+	spec := &runtime.ImageSpec{Image: ref}
+	if _, err := c.RemoveImage(ctx, &runtime.RemoveImageRequest{Image: spec}); err != nil {
+		return 0, fmt.Errorf("remove before pull: %w", err)
+	}
+	start := time.Now()
+	if _, err := c.PullImage(ctx, &runtime.PullImageRequest{Image: spec}); err != nil {
+		return 0, fmt.Errorf("pull: %w", err)
+	}
+	d := time.Since(start)
+	if _, err := c.RemoveImage(ctx, &runtime.RemoveImageRequest{Image: spec}); err != nil {
+		return 0, fmt.Errorf("remove after pull: %w", err)
+	}
+	return d, nil
+}
+
+type containerd struct {
+	cmd    *exec.Cmd
+	socket string
+}
+
+// startContainerd runs containerd with a private root, state and socket, its
+// CRI plugin reading the same hosts.toml directory as berth.
+func startContainerd(ctx context.Context, bin, dir, hosts string) (*containerd, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	socket := filepath.Join(dir, "containerd.sock")
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+[grpc]
+  address = %q
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, hosts)
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start containerd: %w", err)
+	}
+	c := &containerd{cmd: cmd, socket: socket}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := e2eenv.Dial(socket)
+		if err == nil {
+			_, err = runtime.NewRuntimeServiceClient(conn).Version(ctx, &runtime.VersionRequest{}, grpc.WaitForReady(false))
+			conn.Close()
+			if err == nil {
+				return c, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			return nil, fmt.Errorf("containerd did not serve CRI within 30s: %v (log: %s)", err, logf.Name())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *containerd) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	_ = c.cmd.Wait()
+}

@@ -1,0 +1,89 @@
+package e2eenv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// CriToolsVersion is the cri-tools release whose crictl and critest berth is
+// measured against.
+const CriToolsVersion = "v1.37.0"
+
+// EnsureCrictl builds crictl from the Go module proxy into <cache>/bin, once
+// per version, and returns its path.
+func EnsureCrictl(ctx context.Context, cache string) (string, error) {
+	bin := filepath.Join(cache, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", err
+	}
+	crictl := filepath.Join(bin, "crictl-"+CriToolsVersion)
+	if _, err := os.Stat(crictl); err == nil {
+		return crictl, nil
+	}
+	fmt.Fprintf(os.Stderr, "e2eenv: building crictl %s\n", CriToolsVersion)
+	gobin, err := os.MkdirTemp(cache, "gobin-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(gobin)
+	cmd := exec.CommandContext(ctx, "go", "install", "sigs.k8s.io/cri-tools/cmd/crictl@"+CriToolsVersion)
+	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=-buildvcs=false")
+	cmd.Dir = cache
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go install crictl: %v\n%s", err, out)
+	}
+	return crictl, os.Rename(filepath.Join(gobin, "crictl"), crictl)
+}
+
+// EnsureCritest builds critest into <cache>/bin, once per version, and
+// returns its path.
+func EnsureCritest(ctx context.Context, cache string) (string, error) {
+	bin := filepath.Join(cache, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", err
+	}
+	critest := filepath.Join(bin, "critest-"+CriToolsVersion)
+	if _, err := os.Stat(critest); err == nil {
+		return critest, nil
+	}
+	fmt.Fprintf(os.Stderr, "e2eenv: building critest %s (a test binary of the cri-tools module)\n", CriToolsVersion)
+	return critest, buildCritest(ctx, cache, critest)
+}
+
+// buildCritest compiles cmd/critest from a writable copy of the cri-tools
+// module: the module cache is read-only and `go test -c` needs a main module.
+func buildCritest(ctx context.Context, cache, out string) error {
+	dl := exec.CommandContext(ctx, "go", "mod", "download", "-json", "sigs.k8s.io/cri-tools@"+CriToolsVersion)
+	dl.Dir = cache
+	raw, err := dl.Output()
+	if err != nil {
+		return fmt.Errorf("go mod download cri-tools: %w", err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(raw, &mod); err != nil || mod.Dir == "" {
+		return fmt.Errorf("go mod download cri-tools: no module dir in %s", raw)
+	}
+	src, err := os.MkdirTemp(cache, "cri-tools-src-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(src)
+	if out, err := exec.CommandContext(ctx, "cp", "-r", mod.Dir+"/.", src).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy cri-tools: %v: %s", err, out)
+	}
+	if out, err := exec.CommandContext(ctx, "chmod", "-R", "u+w", src).CombinedOutput(); err != nil {
+		return fmt.Errorf("chmod cri-tools copy: %v: %s", err, out)
+	}
+	tmp := out + ".tmp"
+	build := exec.CommandContext(ctx, "go", "test", "-c", "-o", tmp, "./cmd/critest")
+	build.Dir = src
+	build.Env = append(os.Environ(), "GOFLAGS=-mod=mod -buildvcs=false")
+	if b, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go test -c ./cmd/critest: %v\n%s", err, b)
+	}
+	return os.Rename(tmp, out)
+}
