@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,11 +11,7 @@ import (
 // crictl runs the crictl binary (built into the e2e cache) against d.
 func crictl(t *testing.T, d *e2eenv.Daemon, args ...string) string {
 	t.Helper()
-	cache := os.Getenv("BERTH_E2E_CACHE")
-	if cache == "" {
-		cache = "/var/cache/berth-e2e"
-	}
-	bin, err := e2eenv.EnsureCrictl(t.Context(), cache)
+	bin, err := e2eenv.EnsureCrictl(t.Context(), e2eCache())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,14 +9,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
+	"github.com/berth-cri/berth/test/e2e/testimages"
 )
 
-// berthBinary is the binary under test, built by TestMain (or given in
-// $BERTH_BINARY).
-var berthBinary string
+// The binaries under test, built by TestMain into one directory (or taken
+// from $BERTH_BIN_DIR, where `make` put them): berth, berth-monitor next to
+// it (where the daemon looks for it), and the static testbin for images.
+var berthBinary, monitorBinary, testbinBinary string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -32,20 +35,74 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) (int, error) {
-	berthBinary = os.Getenv("BERTH_BINARY")
-	if berthBinary == "" {
-		dir, err := os.MkdirTemp("", "berth-e2e-bin-")
-		if err != nil {
+	dir := os.Getenv("BERTH_BIN_DIR")
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "berth-e2e-bin-"); err != nil {
 			return 0, err
 		}
 		defer os.RemoveAll(dir)
-		berthBinary = filepath.Join(dir, "berth")
-		out, err := exec.Command("go", "build", "-o", berthBinary, "../../cmd/berth").CombinedOutput()
-		if err != nil {
-			return 0, fmt.Errorf("build berth: %v\n%s", err, out)
+		for _, b := range []struct{ name, pkg string }{
+			{"berth", "../../cmd/berth"},
+			{"berth-monitor", "../../cmd/berth-monitor"},
+			{"testbin", "./testbin"},
+		} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.name), b.pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return 0, fmt.Errorf("build %s: %v\n%s", b.name, err, out)
+			}
 		}
 	}
+	berthBinary = filepath.Join(dir, "berth")
+	monitorBinary = filepath.Join(dir, "berth-monitor")
+	testbinBinary = filepath.Join(dir, "testbin")
 	return m.Run(), nil
+}
+
+// e2eCache is where the harness caches the busybox package and tools.
+func e2eCache() string {
+	if c := os.Getenv("BERTH_E2E_CACHE"); c != "" {
+		return c
+	}
+	return "/var/cache/berth-e2e"
+}
+
+var (
+	testImagesOnce sync.Once
+	testImagesList []testimages.Image
+	testImagesErr  error
+)
+
+// testImages builds the critest image catalogue once per test binary.
+func testImages(t *testing.T) []testimages.Image {
+	t.Helper()
+	testImagesOnce.Do(func() {
+		bb, err := testimages.ExtractBusybox(context.Background(), e2eCache())
+		if err != nil {
+			testImagesErr = err
+			return
+		}
+		testImagesList, testImagesErr = testimages.Build(context.Background(), testimages.Sources{BusyboxRoot: bb, Testbin: testbinBinary})
+	})
+	if testImagesErr != nil {
+		t.Fatal(testImagesErr)
+	}
+	return testImagesList
+}
+
+// busyboxRootfs unpacks the busybox test image into dir.
+func busyboxRootfs(t *testing.T, dir string) {
+	t.Helper()
+	for _, img := range testImages(t) {
+		if img.Refs[0] == "registry.k8s.io/e2e-test-images/busybox:1.29-2" {
+			if err := testimages.Unpack(img.Image, dir); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatal("busybox test image not in the catalogue")
 }
 
 // startDaemon starts berth in a fresh directory with a loadable CNI config

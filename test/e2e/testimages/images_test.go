@@ -1,8 +1,6 @@
 package testimages
 
 import (
-	"archive/tar"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +8,6 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // sources builds the inputs once per test: the busybox package (cached
@@ -94,7 +91,9 @@ func TestBaseRunsInChroot(t *testing.T) {
 		}
 	}
 	root := t.TempDir()
-	unpack(t, busybox, root)
+	if err := Unpack(busybox, root); err != nil {
+		t.Fatal(err)
+	}
 	run := func(script string) string {
 		out, err := exec.Command("chroot", root, "/bin/sh", "-c", script).CombinedOutput()
 		if err != nil {
@@ -113,49 +112,5 @@ func TestBaseRunsInChroot(t *testing.T) {
 	}
 	if got := run("pgrep '^sh$' || echo none"); got == "" {
 		t.Error("pgrep printed nothing")
-	}
-}
-
-// unpack extracts the image's layers in order into root (no whiteouts: the
-// test images have none).
-func unpack(t *testing.T, img v1.Image, root string) {
-	t.Helper()
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(root, h.Name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, os.FileMode(h.Mode)&os.ModePerm); err != nil {
-				t.Fatal(err)
-			}
-		case tar.TypeReg:
-			os.MkdirAll(filepath.Dir(p), 0o755)
-			data, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, data, os.FileMode(h.Mode)&os.ModePerm); err != nil {
-				t.Fatal(err)
-			}
-		case tar.TypeLink:
-			os.MkdirAll(filepath.Dir(p), 0o755)
-			if err := os.Link(filepath.Join(root, h.Linkname), p); err != nil {
-				t.Fatal(err)
-			}
-		case tar.TypeSymlink:
-			os.MkdirAll(filepath.Dir(p), 0o755)
-			if err := os.Symlink(h.Linkname, p); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 }

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	runc "github.com/containerd/go-runc"
+
+	"github.com/berth-cri/berth/internal/crilog"
+	"github.com/berth-cri/berth/internal/monitor/api"
+)
+
+// drainTimeout bounds how long an exit waits for the container's output
+// pipes to close: a daemonised grandchild can hold them open forever.
+const drainTimeout = 2 * time.Second
+
+// container is one container the monitor started.
+type container struct {
+	id     string
+	bundle string
+	runc   *runc.Runc
+	pid    int
+	log    *crilog.File   // nil when the container has no log path
+	output sync.WaitGroup // the stdout and stderr copiers
+
+	mu   sync.Mutex
+	exit *api.Exit // set once the init process has exited; guarded by mu
+}
+
+func (c *container) state() api.Container {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return api.Container{ID: c.id, Pid: c.pid, Running: c.exit == nil, Exit: c.exit}
+}
+
+// monitor owns a pod's containers.
+type monitor struct {
+	runcPath, runcRoot string
+	reaper             *reaper
+	logger             *slog.Logger
+
+	mu          sync.Mutex
+	containers  map[string]*container // guarded by mu
+	subscribers map[chan api.Event]bool
+}
+
+// start creates and starts a container from its bundle with runc, its
+// stdout and stderr on pipes the monitor copies into the CRI log.
+func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
+	if req.ID == "" || req.Bundle == "" {
+		return 0, errors.New("start needs id and bundle")
+	}
+	m.mu.Lock()
+	if _, ok := m.containers[req.ID]; ok {
+		m.mu.Unlock()
+		return 0, fmt.Errorf("container %s already started", req.ID)
+	}
+	c := &container{
+		id:     req.ID,
+		bundle: req.Bundle,
+		runc: &runc.Runc{
+			Command:   m.runcPath,
+			Root:      m.runcRoot,
+			Log:       filepath.Join(req.Bundle, "runc.log"),
+			LogFormat: runc.JSON,
+		},
+	}
+	m.containers[req.ID] = c
+	m.mu.Unlock()
+
+	pid, err := m.create(ctx, c, req.LogPath)
+	if err != nil {
+		m.mu.Lock()
+		delete(m.containers, req.ID)
+		m.mu.Unlock()
+		_ = c.runc.Delete(context.WithoutCancel(ctx), c.id, &runc.DeleteOpts{Force: true})
+		if c.log != nil {
+			c.log.Close()
+		}
+		return 0, err
+	}
+	return pid, nil
+}
+
+func (m *monitor) create(ctx context.Context, c *container, logPath string) (int, error) {
+	var logFile io.WriteCloser = discard{}
+	if logPath != "" {
+		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return 0, fmt.Errorf("open log: %w", err)
+		}
+		logFile = f
+	}
+	c.log = crilog.NewFile(logFile)
+
+	stdin, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer stdin.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return 0, err
+	}
+	pio := &pipeIO{stdin: stdin, stdout: outW, stderr: errW}
+	pidFile := filepath.Join(c.bundle, "init.pid")
+	createErr := c.runc.Create(ctx, c.id, c.bundle, &runc.CreateOpts{IO: pio, PidFile: pidFile})
+	// The container holds its own copies of the write ends now; ours must go
+	// so that the copiers see EOF when the container exits.
+	outW.Close()
+	errW.Close()
+	c.output.Add(2)
+	go func() { defer c.output.Done(); m.copyOutput(c, crilog.Stdout, outR) }()
+	go func() { defer c.output.Done(); m.copyOutput(c, crilog.Stderr, errR) }()
+	if createErr != nil {
+		return 0, fmt.Errorf("runc create: %s", runcError(c.runc.Log, createErr))
+	}
+	pid, err := readPid(pidFile)
+	if err != nil {
+		return 0, err
+	}
+	c.pid = pid
+	exited := m.reaper.claim(pid)
+	if err := c.runc.Start(ctx, c.id); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		<-exited
+		return 0, fmt.Errorf("runc start: %s", runcError(c.runc.Log, err))
+	}
+	go m.waitExit(c, exited)
+	return pid, nil
+}
+
+func (m *monitor) copyOutput(c *container, stream string, r *os.File) {
+	defer r.Close()
+	if err := c.log.Copy(stream, r); err != nil {
+		m.logger.Warn("container log", "id", c.id, "stream", stream, "error", err)
+	}
+}
+
+// waitExit records the container's exit: drain its output, check for an
+// OOM kill, write the exit file, release runc's state and cgroup, and tell
+// subscribers.
+func (m *monitor) waitExit(c *container, exited chan runc.Exit) {
+	e := <-exited
+	drained := make(chan struct{})
+	go func() { c.output.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drainTimeout):
+		m.logger.Warn("container output still open after exit; a child may hold it", "id", c.id)
+	}
+	exit := api.Exit{Code: int32(e.Status), FinishedAt: e.Timestamp.UTC()}
+	if e.Status > 128 {
+		exit.Signal = e.Status - 128
+	}
+	exit.OOMKilled = oomKilled(c.bundle)
+	if err := writeJSONAtomic(filepath.Join(c.bundle, api.ExitFile), exit); err != nil {
+		m.logger.Error("write exit record", "id", c.id, "error", err)
+	}
+	if err := c.runc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true}); err != nil {
+		m.logger.Warn("runc delete after exit", "id", c.id, "error", err)
+	}
+	c.mu.Lock()
+	c.exit = &exit
+	c.mu.Unlock()
+	c.log.Close()
+	m.logger.Info("container exited", "id", c.id, "code", exit.Code, "oom", exit.OOMKilled)
+	m.publish(api.Event{ID: c.id, Exit: exit})
+}
+
+func (m *monitor) publish(ev api.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for ch := range m.subscribers {
+		select {
+		case ch <- ev:
+		default:
+			// A subscriber that does not keep up loses events; the exit
+			// file and State are the record it recovers from.
+		}
+	}
+}
+
+func (m *monitor) get(id string) (*container, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("container %s not found", id)
+	}
+	return c, nil
+}
+
+func (m *monitor) kill(ctx context.Context, req api.Request) error {
+	c, err := m.get(req.ID)
+	if err != nil {
+		return err
+	}
+	if !c.state().Running {
+		return nil
+	}
+	if req.All {
+		return c.runc.Kill(ctx, c.id, req.Signal, &runc.KillOpts{All: true})
+	}
+	// The monitor reaps the init process, so its PID cannot be reused
+	// while it is still recorded as running.
+	if err := syscall.Kill(c.pid, syscall.Signal(req.Signal)); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill %d: %w", c.pid, err)
+	}
+	return nil
+}
+
+func (m *monitor) delete(req api.Request) error {
+	c, err := m.get(req.ID)
+	if err != nil {
+		return nil // already gone
+	}
+	if c.state().Running {
+		return fmt.Errorf("container %s is running", c.id)
+	}
+	m.mu.Lock()
+	delete(m.containers, req.ID)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *monitor) reopen(req api.Request) error {
+	c, err := m.get(req.ID)
+	if err != nil {
+		return err
+	}
+	if !c.state().Running {
+		return fmt.Errorf("container %s is not running", c.id)
+	}
+	if req.LogPath == "" {
+		return errors.New("reopen needs log_path")
+	}
+	f, err := os.OpenFile(req.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("reopen log: %w", err)
+	}
+	return c.log.Swap(f)
+}
+
+func (m *monitor) states() []api.Container {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]api.Container, 0, len(m.containers))
+	for _, c := range m.containers {
+		out = append(out, c.state())
+	}
+	return out
+}
+
+func (m *monitor) running() int {
+	n := 0
+	for _, c := range m.states() {
+		if c.Running {
+			n++
+		}
+	}
+	return n
+}
+
+// oomKilled reports whether the kernel's OOM killer acted in the
+// container's memory cgroup (cgroup v1 memory.oom_control, v2
+// memory.events). Read before runc delete removes the cgroup.
+func oomKilled(bundle string) bool {
+	var spec struct {
+		Linux struct {
+			CgroupsPath string `json:"cgroupsPath"`
+		} `json:"linux"`
+	}
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil || json.Unmarshal(b, &spec) != nil || spec.Linux.CgroupsPath == "" {
+		return false
+	}
+	path := spec.Linux.CgroupsPath
+	if !strings.HasPrefix(path, "/") {
+		// systemd driver "slice:prefix:name" → slice path is resolved by
+		// runc; not tracked here.
+		return false
+	}
+	for _, f := range []struct{ file, key string }{
+		{"/sys/fs/cgroup/memory" + path + "/memory.oom_control", "oom_kill"},
+		{"/sys/fs/cgroup" + path + "/memory.events", "oom_kill"},
+	} {
+		if n := cgroupCounter(f.file, f.key); n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func cgroupCounter(file, key string) int {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && k == key {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("pid file %s: %w", path, err)
+	}
+	return pid, nil
+}
+
+// runcError returns the last error runc logged (its JSON log), or err.
+func runcError(logPath string, err error) string {
+	f, ferr := os.Open(logPath)
+	if ferr != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	msg := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var entry struct{ Level, Msg string }
+		if json.Unmarshal(sc.Bytes(), &entry) == nil && entry.Level == "error" {
+			msg = entry.Msg
+		}
+	}
+	if msg == "" {
+		return err.Error()
+	}
+	return msg
+}
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// pipeIO hands runc the container's stdio.
+type pipeIO struct{ stdin, stdout, stderr *os.File }
+
+func (p *pipeIO) Close() error          { return nil }
+func (p *pipeIO) Stdin() io.WriteCloser { return nil }
+func (p *pipeIO) Stdout() io.ReadCloser { return nil }
+func (p *pipeIO) Stderr() io.ReadCloser { return nil }
+func (p *pipeIO) Set(cmd *execCmd)      { cmd.Stdin, cmd.Stdout, cmd.Stderr = p.stdin, p.stdout, p.stderr }
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) Close() error                { return nil }
