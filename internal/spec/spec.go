@@ -1,0 +1,386 @@
+// Package spec builds a container's OCI runtime spec from its CRI config,
+// its pod's config and the image config: the process (command, env, user,
+// capabilities), the mounts (the pod's /etc files and /dev/shm, CRI mounts),
+// and the namespaces and cgroup that place it in its pod.
+package spec
+
+import (
+	"fmt"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	imagespec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Pod is what a container takes from its sandbox.
+type Pod struct {
+	ID     string
+	Config *runtime.PodSandboxConfig
+	// Namespace files pinned by the sandbox ("" where the pod uses the
+	// host's namespace).
+	NetNS, IPCNS, UTSNS string
+	// PIDNS is the pod's shared PID namespace ("" unless namespace_options.pid
+	// is POD).
+	PIDNS string
+	// Files the sandbox wrote, bind-mounted into every container.
+	Hostname, Hosts, ResolvConf, Shm string
+	// CgroupParent is the pod's cgroup (cgroupfs path or systemd slice).
+	CgroupParent string
+}
+
+// Input is everything a container's spec is built from.
+type Input struct {
+	ID     string
+	Config *runtime.ContainerConfig
+	Image  imagespec.Image
+	Pod    Pod
+	// Rootfs is the container's mounted root file system (for /etc/passwd).
+	Rootfs string
+	// CgroupDriver is "cgroupfs" or "systemd".
+	CgroupDriver string
+	// OOMScoreAdjFloor, when set, is the lowest oom_score_adj the daemon
+	// may give: its own, when it lacks CAP_SYS_RESOURCE. Lower requests are
+	// raised to it instead of failing the start.
+	OOMScoreAdjFloor *int
+}
+
+// defaultCapabilities are the capabilities a non-privileged container gets,
+// the set container runtimes have long agreed on.
+var defaultCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+var defaultMaskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+	"/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+var defaultReadonlyPaths = []string{
+	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+}
+
+// Build returns the container's OCI spec. Errors a client caused are
+// InvalidArgument and name the field.
+func Build(in Input) (*specs.Spec, error) {
+	cfg := in.Config
+	sc := cfg.GetLinux().GetSecurityContext()
+	args, err := command(cfg, in.Image.Config)
+	if err != nil {
+		return nil, err
+	}
+	user, err := resolveUser(in.Rootfs, sc, in.Image.Config.User)
+	if err != nil {
+		return nil, err
+	}
+	caps, err := capabilities(sc)
+	if err != nil {
+		return nil, err
+	}
+	cwd := cfg.GetWorkingDir()
+	if cwd == "" {
+		cwd = in.Image.Config.WorkingDir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	s := &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			Terminal:        cfg.GetTty(),
+			User:            user,
+			Args:            args,
+			Env:             environment(in.Image.Config.Env, cfg.GetEnvs()),
+			Cwd:             cwd,
+			Capabilities:    caps,
+			NoNewPrivileges: sc.GetNoNewPrivs(),
+		},
+		Root: &specs.Root{Path: in.Rootfs, Readonly: sc.GetReadonlyRootfs()},
+		Annotations: map[string]string{
+			"io.kubernetes.cri.container-type": "container",
+			"io.kubernetes.cri.container-name": cfg.GetMetadata().GetName(),
+			"io.kubernetes.cri.sandbox-id":     in.Pod.ID,
+		},
+		Linux: &specs.Linux{
+			Namespaces:  namespaces(in.Pod, sc.GetNamespaceOptions()),
+			Resources:   resources(cfg.GetLinux().GetResources()),
+			CgroupsPath: cgroupsPath(in.CgroupDriver, in.Pod.CgroupParent, in.ID),
+			Sysctl:      in.Pod.Config.GetLinux().GetSysctls(),
+		},
+	}
+	for k, v := range cfg.GetAnnotations() {
+		s.Annotations[k] = v
+	}
+	adj := int(cfg.GetLinux().GetResources().GetOomScoreAdj())
+	if in.OOMScoreAdjFloor != nil {
+		adj = max(adj, *in.OOMScoreAdjFloor)
+	}
+	s.Process.OOMScoreAdj = &adj
+	if !sc.GetPrivileged() {
+		s.Linux.MaskedPaths = defaultMaskedPaths
+		s.Linux.ReadonlyPaths = defaultReadonlyPaths
+	}
+	if mp := sc.GetMaskedPaths(); mp != nil {
+		s.Linux.MaskedPaths = mp
+	}
+	if rp := sc.GetReadonlyPaths(); rp != nil {
+		s.Linux.ReadonlyPaths = rp
+	}
+	mounts, err := mountList(in, sc.GetPrivileged())
+	if err != nil {
+		return nil, err
+	}
+	s.Mounts = mounts
+	return s, nil
+}
+
+// command applies kubelet's rules: command replaces the image's entrypoint
+// (and then the image's cmd is dropped), args replace the image's cmd.
+func command(cfg *runtime.ContainerConfig, img imagespec.ImageConfig) ([]string, error) {
+	entrypoint, cmd := img.Entrypoint, img.Cmd
+	if len(cfg.GetCommand()) > 0 {
+		entrypoint, cmd = cfg.GetCommand(), nil
+	}
+	if len(cfg.GetArgs()) > 0 {
+		cmd = cfg.GetArgs()
+	}
+	args := append(slices.Clone(entrypoint), cmd...)
+	if len(args) == 0 {
+		return nil, fmt.Errorf("container config has no command and the image has no entrypoint or cmd: %w", errdefs.ErrInvalidArgument)
+	}
+	return args, nil
+}
+
+// environment merges the image's env with the container's; the container's
+// value wins for a repeated key.
+func environment(image []string, kvs []*runtime.KeyValue) []string {
+	out := slices.Clone(image)
+	index := map[string]int{}
+	for i, e := range out {
+		k, _, _ := strings.Cut(e, "=")
+		index[k] = i
+	}
+	for _, kv := range kvs {
+		e := kv.GetKey() + "=" + string(kv.GetValue())
+		if i, ok := index[kv.GetKey()]; ok {
+			out[i] = e
+			continue
+		}
+		index[kv.GetKey()] = len(out)
+		out = append(out, e)
+	}
+	return out
+}
+
+func capabilities(sc *runtime.LinuxContainerSecurityContext) (*specs.LinuxCapabilities, error) {
+	var set []string
+	if sc.GetPrivileged() {
+		set = allCapabilities()
+	} else {
+		set = slices.Clone(defaultCapabilities)
+		add, drop := sc.GetCapabilities().GetAddCapabilities(), sc.GetCapabilities().GetDropCapabilities()
+		if slices.ContainsFunc(add, isAll) {
+			set = allCapabilities()
+		}
+		if slices.ContainsFunc(drop, isAll) {
+			set = nil
+		}
+		for _, c := range add {
+			if isAll(c) {
+				continue
+			}
+			name, err := capName(c)
+			if err != nil {
+				return nil, err
+			}
+			if !slices.Contains(set, name) {
+				set = append(set, name)
+			}
+		}
+		for _, c := range drop {
+			if isAll(c) {
+				continue
+			}
+			name, err := capName(c)
+			if err != nil {
+				return nil, err
+			}
+			set = slices.DeleteFunc(set, func(s string) bool { return s == name })
+		}
+	}
+	return &specs.LinuxCapabilities{Bounding: set, Effective: set, Permitted: set}, nil
+}
+
+func isAll(c string) bool { return strings.EqualFold(c, "ALL") }
+
+func capName(c string) (string, error) {
+	name := strings.ToUpper(c)
+	if !strings.HasPrefix(name, "CAP_") {
+		name = "CAP_" + name
+	}
+	if !slices.Contains(allCapabilities(), name) {
+		return "", fmt.Errorf("linux.security_context.capabilities: unknown capability %q: %w", c, errdefs.ErrInvalidArgument)
+	}
+	return name, nil
+}
+
+// allCapabilities are the capabilities of kernel 5.9+ (CAP_CHECKPOINT_RESTORE is 40).
+func allCapabilities() []string {
+	return []string{
+		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+		"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+		"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+		"CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+		"CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+		"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
+		"CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+		"CAP_CHECKPOINT_RESTORE",
+	}
+}
+
+// namespaces places the container in its pod: the pod's pinned network, IPC
+// and UTS namespaces (or the host's), a PID namespace of its own unless the
+// pod shares one or uses the host's, and always its own mount namespace.
+func namespaces(pod Pod, opts *runtime.NamespaceOption) []specs.LinuxNamespace {
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if pod.NetNS != "" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: pod.NetNS})
+	}
+	if pod.IPCNS != "" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: pod.IPCNS})
+	}
+	if pod.UTSNS != "" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace, Path: pod.UTSNS})
+	}
+	switch opts.GetPid() {
+	case runtime.NamespaceMode_NODE:
+	case runtime.NamespaceMode_POD:
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: pod.PIDNS})
+	default:
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	}
+	return ns
+}
+
+func resources(r *runtime.LinuxContainerResources) *specs.LinuxResources {
+	out := &specs.LinuxResources{}
+	if r == nil {
+		return out
+	}
+	cpu := &specs.LinuxCPU{Cpus: r.GetCpusetCpus(), Mems: r.GetCpusetMems()}
+	if v := uint64(r.GetCpuShares()); v > 0 {
+		cpu.Shares = &v
+	}
+	if v := r.GetCpuQuota(); v != 0 {
+		cpu.Quota = &v
+	}
+	if v := uint64(r.GetCpuPeriod()); v > 0 {
+		cpu.Period = &v
+	}
+	out.CPU = cpu
+	if v := r.GetMemoryLimitInBytes(); v > 0 {
+		out.Memory = &specs.LinuxMemory{Limit: &v}
+		if sw := r.GetMemorySwapLimitInBytes(); sw > 0 {
+			out.Memory.Swap = &sw
+		}
+	}
+	if len(r.GetUnified()) > 0 {
+		out.Unified = r.GetUnified()
+	}
+	for _, h := range r.GetHugepageLimits() {
+		out.HugepageLimits = append(out.HugepageLimits, specs.LinuxHugepageLimit{Pagesize: h.GetPageSize(), Limit: h.GetLimit()})
+	}
+	return out
+}
+
+// cgroupsPath is runc's cgroupsPath for the container: a path under the
+// pod's cgroup with cgroupfs, "slice:prefix:name" with systemd.
+func cgroupsPath(driver, parent, id string) string {
+	if driver == "systemd" {
+		if parent == "" {
+			parent = "system.slice"
+		}
+		return parent + ":berth:" + id
+	}
+	if parent == "" {
+		parent = "/berth"
+	}
+	return path.Join("/", parent, id)
+}
+
+// mountList is the default mounts, the pod's files, then the CRI mounts; a
+// CRI mount replaces a default at the same destination.
+func mountList(in Input, privileged bool) ([]specs.Mount, error) {
+	sysOpts := []string{"nosuid", "noexec", "nodev", "ro"}
+	if privileged {
+		sysOpts = []string{"nosuid", "noexec", "nodev", "rw"}
+	}
+	mounts := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: sysOpts},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+	}
+	bind := func(dst, src string, ro bool) specs.Mount {
+		opts := []string{"rbind", "rprivate"}
+		if ro {
+			opts = append(opts, "ro")
+		} else {
+			opts = append(opts, "rw")
+		}
+		return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts}
+	}
+	ro := in.Config.GetLinux().GetSecurityContext().GetReadonlyRootfs()
+	for _, f := range []struct{ dst, src string }{
+		{"/etc/hostname", in.Pod.Hostname}, {"/etc/hosts", in.Pod.Hosts}, {"/etc/resolv.conf", in.Pod.ResolvConf},
+	} {
+		if f.src != "" {
+			mounts = append(mounts, bind(f.dst, f.src, ro))
+		}
+	}
+	if in.Pod.Shm != "" {
+		mounts = append(mounts, bind("/dev/shm", in.Pod.Shm, false))
+	} else {
+		mounts = append(mounts, specs.Mount{Destination: "/dev/shm", Type: "tmpfs", Source: "shm",
+			Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}})
+	}
+	for i, m := range in.Config.GetMounts() {
+		dst := m.GetContainerPath()
+		if dst == "" || !filepath.IsAbs(dst) {
+			return nil, fmt.Errorf("mounts[%d].container_path %q must be an absolute path: %w", i, dst, errdefs.ErrInvalidArgument)
+		}
+		if m.GetHostPath() == "" {
+			return nil, fmt.Errorf("mounts[%d].host_path must not be empty: %w", i, errdefs.ErrInvalidArgument)
+		}
+		src, err := filepath.EvalSymlinks(m.GetHostPath())
+		if err != nil {
+			return nil, fmt.Errorf("mounts[%d].host_path %q: %v: %w", i, m.GetHostPath(), err, errdefs.ErrInvalidArgument)
+		}
+		opts := []string{"rbind"}
+		switch m.GetPropagation() {
+		case runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			opts = append(opts, "rshared")
+		case runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			opts = append(opts, "rslave")
+		default:
+			opts = append(opts, "rprivate")
+		}
+		if m.GetReadonly() {
+			opts = append(opts, "ro")
+		} else {
+			opts = append(opts, "rw")
+		}
+		dst = filepath.Clean(dst)
+		mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == dst })
+		mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+	}
+	return mounts, nil
+}
