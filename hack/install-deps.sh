@@ -7,7 +7,7 @@ set -euo pipefail
 # /usr/lib/cni. iptables: the portmap plugin. gcc/libc6-dev: cgo for `go test
 # -race`. dpkg-dev is not needed: the e2e images use `apt-get download` and
 # dpkg-deb, both part of apt/dpkg.
-packages=(runc containernetworking-plugins iptables gcc libc6-dev make git ca-certificates)
+packages=(runc containernetworking-plugins iptables iproute2 util-linux gcc libc6-dev make git ca-certificates)
 
 if [[ $(id -u) -ne 0 ]]; then
 	echo "install-deps: run as root (berth manages namespaces, mounts and cgroups)" >&2
