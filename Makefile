@@ -16,8 +16,11 @@ E2E_CACHE ?= /var/cache/berth-e2e
 
 all: build
 
+# berth and its per-pod monitor, side by side: the daemon looks for
+# berth-monitor next to its own executable. The monitor is static and small.
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/berth ./cmd/berth
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w $(LDFLAGS)" -o bin/berth-monitor ./cmd/berth-monitor
 
 bin/testbin: $(wildcard test/e2e/testbin/*.go)
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o bin/testbin ./test/e2e/testbin
@@ -46,8 +49,8 @@ unit:
 
 e2e: e2e-go conformance
 
-e2e-go: bin/testbin
-	BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 ./test/e2e/...
+e2e-go: build bin/testbin
+	BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 ./test/e2e/...
 
 conformance: build bin/testbin
 	$(GO) run ./test/e2e/conformance -berth bin/berth -testbin bin/testbin -cache $(E2E_CACHE)

@@ -76,6 +76,11 @@ type CNI struct {
 
 // Runtime configures the OCI runtime and cgroups.
 type Runtime struct {
+	// Runc is the OCI runtime binary of the default handler.
+	Runc string `toml:"runc" json:"runc"`
+	// MonitorPath is the berth-monitor binary; "" means the one next to the
+	// berth executable, else berth-monitor in PATH.
+	MonitorPath string `toml:"monitor_path" json:"monitor_path"`
 	// CgroupDriver is "cgroupfs", "systemd", or "" to pick systemd when the
 	// host runs systemd and cgroupfs otherwise.
 	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`

@@ -2,19 +2,50 @@ package cri
 
 import (
 	"context"
+	"errors"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/store"
 )
 
 // RemoveContainer removes a container, killing it first if it runs. CRI
 // makes it idempotent: an unknown container is already removed.
 func (s *Service) RemoveContainer(ctx context.Context, r *runtime.RemoveContainerRequest) (*runtime.RemoveContainerResponse, error) {
-	if _, err := s.store.Containers.Get(r.GetContainerId()); err != nil {
-		if errdefs.IsNotFound(err) {
-			return &runtime.RemoveContainerResponse{}, nil
-		}
+	c, err := s.store.Containers.Get(r.GetContainerId())
+	if errdefs.IsNotFound(err) {
+		return &runtime.RemoveContainerResponse{}, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	return nil, notBuilt("removing a container", 4)
+	if err := s.removeContainer(ctx, c); err != nil {
+		return nil, err
+	}
+	return &runtime.RemoveContainerResponse{}, nil
+}
+
+// removeContainer kills, forgets, unmounts and deletes a container; every
+// step tolerates having been done already.
+func (s *Service) removeContainer(ctx context.Context, c store.Container) error {
+	if err := s.stopContainer(ctx, c, 0, syscall.SIGKILL); err != nil {
+		return err
+	}
+	if sb, err := s.store.Sandboxes.Get(c.SandboxID); err == nil {
+		err := monitor.Client{Socket: sb.MonitorSocket}.Delete(ctx, c.ID)
+		if err != nil && !errors.Is(err, monitor.ErrUnreachable) {
+			return err
+		}
+	}
+	if err := s.cleanupBundle(ctx, c); err != nil {
+		return err
+	}
+	if err := s.store.Containers.Delete(c.ID); err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	s.logger.InfoContext(ctx, "container removed", "id", c.ID)
+	return nil
 }

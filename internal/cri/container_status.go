@@ -2,21 +2,44 @@ package cri
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/store"
 )
 
-// ContainerStatus reports one container, found by ID or unique ID prefix.
+// ContainerStatus reports one container, found by ID or unique ID prefix,
+// with the semantics kubelet relies on: image is the image's first repo tag
+// and image_ref its first repo digest when the image is known; an exited
+// container without a reason gets Completed (code 0) or Error.
 func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatusRequest) (*runtime.ContainerStatusResponse, error) {
 	c, err := s.store.Containers.Get(r.GetContainerId())
 	if err != nil {
 		return nil, err
 	}
-	return &runtime.ContainerStatusResponse{Status: &runtime.ContainerStatus{
+	var cfg runtime.ContainerConfig
+	if err := proto.Unmarshal(c.Config, &cfg); err != nil {
+		return nil, fmt.Errorf("decode config of container %s: %w", c.ID, err)
+	}
+	image, imageRef := c.Image, c.ImageID
+	if img, err := s.images.Get(c.ImageID); err == nil {
+		if len(img.RepoTags) > 0 {
+			image = img.RepoTags[0]
+		}
+		if len(img.RepoDigests) > 0 {
+			imageRef = img.RepoDigests[0]
+		}
+	}
+	st := &runtime.ContainerStatus{
 		Id:          c.ID,
 		Metadata:    &runtime.ContainerMetadata{Name: c.Metadata.Name, Attempt: c.Metadata.Attempt},
 		State:       containerState(c),
@@ -24,15 +47,65 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatu
 		StartedAt:   unixNanoOrZero(c.StartedAt),
 		FinishedAt:  unixNanoOrZero(c.FinishedAt),
 		ExitCode:    c.ExitCode,
-		Image:       &runtime.ImageSpec{Image: c.Image},
-		ImageRef:    c.ImageID,
+		Image:       &runtime.ImageSpec{Image: image, Annotations: cfg.GetImage().GetAnnotations()},
+		ImageRef:    imageRef,
 		ImageId:     c.ImageID,
 		Reason:      c.Reason,
 		Message:     c.Message,
 		Labels:      c.Labels,
 		Annotations: c.Annotations,
-		LogPath:     c.LogPath,
-	}}, nil
+		Mounts:      cfg.GetMounts(),
+		LogPath:     c.LogFile,
+		Resources:   &runtime.ContainerResources{Linux: cfg.GetLinux().GetResources()},
+	}
+	if c.State() == store.ContainerExited && st.Reason == "" {
+		st.Reason = reasonCompleted
+		if c.ExitCode != 0 {
+			st.Reason = reasonError
+		}
+	}
+	if c.StopSignal != "" {
+		if sig, ok := runtime.Signal_value[strings.ToUpper(c.StopSignal)]; ok {
+			st.StopSignal = runtime.Signal(sig)
+		}
+	}
+	resp := &runtime.ContainerStatusResponse{Status: st}
+	if r.GetVerbose() {
+		info, err := s.containerInfo(c, &cfg)
+		if err != nil {
+			return nil, err
+		}
+		resp.Info = map[string]string{"info": info}
+	}
+	return resp, nil
+}
+
+// containerInfo is the verbose JSON containerd's CRI gives, which tools
+// (crictl inspect) read.
+func (s *Service) containerInfo(c store.Container, cfg *runtime.ContainerConfig) (string, error) {
+	var ociSpec json.RawMessage
+	if b, err := os.ReadFile(filepath.Join(c.Bundle, "config.json")); err == nil {
+		ociSpec = b
+	}
+	cfgJSON, err := protojson.Marshal(cfg)
+	if err != nil {
+		return "", fmt.Errorf("encode config: %w", err)
+	}
+	b, err := json.Marshal(map[string]any{
+		"sandboxID":      c.SandboxID,
+		"pid":            c.Pid,
+		"removing":       false,
+		"snapshotKey":    c.SnapshotKey,
+		"snapshotter":    s.images.SnapshotterName(),
+		"runtimeType":    "io.berth.runc",
+		"runtimeOptions": map[string]string{"binary": s.cfg.Runtime.Runc, "root": s.runcRoot()},
+		"config":         json.RawMessage(cfgJSON),
+		"runtimeSpec":    ociSpec,
+	})
+	if err != nil {
+		return "", fmt.Errorf("encode container info: %w", err)
+	}
+	return string(b), nil
 }
 
 // ListContainers lists containers matching the filter: ID (or unique

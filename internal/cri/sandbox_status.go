@@ -2,6 +2,11 @@ package cri
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -14,15 +19,47 @@ func (s *Service) PodSandboxStatus(ctx context.Context, r *runtime.PodSandboxSta
 	if err != nil {
 		return nil, err
 	}
-	return &runtime.PodSandboxStatusResponse{Status: &runtime.PodSandboxStatus{
+	var cfg runtime.PodSandboxConfig
+	if err := proto.Unmarshal(sb.Config, &cfg); err != nil {
+		return nil, fmt.Errorf("decode config of pod %s: %w", sb.ID, err)
+	}
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if nsOpts == nil {
+		nsOpts = &runtime.NamespaceOption{}
+	}
+	resp := &runtime.PodSandboxStatusResponse{Status: &runtime.PodSandboxStatus{
 		Id:             sb.ID,
 		Metadata:       podMetadata(sb),
 		State:          sandboxState(sb),
 		CreatedAt:      sb.CreatedAt.UnixNano(),
+		Network:        &runtime.PodSandboxNetworkStatus{},
+		Linux:          &runtime.LinuxPodSandboxStatus{Namespaces: &runtime.Namespace{Options: nsOpts}},
 		Labels:         sb.Labels,
 		Annotations:    sb.Annotations,
 		RuntimeHandler: sb.RuntimeHandler,
-	}}, nil
+	}}
+	if r.GetVerbose() {
+		cfgJSON, err := protojson.Marshal(&cfg)
+		if err != nil {
+			return nil, fmt.Errorf("encode config: %w", err)
+		}
+		info, err := json.Marshal(map[string]any{
+			"pid":           sb.MonitorPid,
+			"monitorSocket": sb.MonitorSocket,
+			"paths":         sb.Paths,
+			"cgroupParent":  sb.CgroupParent,
+			"config":        json.RawMessage(cfgJSON),
+			"runtimeSpec": map[string]any{
+				"hostname":   cfg.GetHostname(),
+				"namespaces": sb.Paths,
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("encode pod info: %w", err)
+		}
+		resp.Info = map[string]string{"info": string(info)}
+	}
+	return resp, nil
 }
 
 // ListPodSandbox lists sandboxes matching the filter: ID (or unique prefix),

@@ -2,19 +2,35 @@ package cri
 
 import (
 	"context"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/store"
 )
 
-// StopPodSandbox stops a pod's containers and releases its network. CRI
-// makes it idempotent: an unknown sandbox is already stopped.
+// StopPodSandbox kills the pod's containers and marks it not ready. CRI
+// makes it idempotent: an unknown or stopped sandbox is fine. The pod's
+// namespaces stay until RemovePodSandbox.
 func (s *Service) StopPodSandbox(ctx context.Context, r *runtime.StopPodSandboxRequest) (*runtime.StopPodSandboxResponse, error) {
-	if _, err := s.store.Sandboxes.Get(r.GetPodSandboxId()); err != nil {
-		if errdefs.IsNotFound(err) {
-			return &runtime.StopPodSandboxResponse{}, nil
-		}
+	sb, err := s.store.Sandboxes.Get(r.GetPodSandboxId())
+	if errdefs.IsNotFound(err) {
+		return &runtime.StopPodSandboxResponse{}, nil
+	}
+	if err != nil {
 		return nil, err
 	}
-	return nil, notBuilt("stopping a pod sandbox", 4)
+	for _, c := range s.podContainers(sb.ID) {
+		if err := s.stopContainer(ctx, c, 0, syscall.SIGKILL); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := s.store.Sandboxes.Update(sb.ID, func(sb store.Sandbox) (store.Sandbox, error) {
+		sb.Ready = false
+		return sb, nil
+	}); err != nil && !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	return &runtime.StopPodSandboxResponse{}, nil
 }

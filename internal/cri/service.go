@@ -18,6 +18,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/netconf"
 	"github.com/berth-cri/berth/internal/store"
+	"github.com/berth-cri/berth/internal/sysinfo"
 )
 
 // images is what the CRI layer needs from the image service.
@@ -26,6 +27,9 @@ type images interface {
 	Get(ref string) (image.Image, error)
 	List() []image.Image
 	Remove(ctx context.Context, ref string) error
+	MountRootfs(ctx context.Context, key, chainID, target string) error
+	UnmountRootfs(ctx context.Context, key, target string) error
+	SnapshotterName() string
 }
 
 // Options are what a Service is built from.
@@ -40,6 +44,11 @@ type Options struct {
 	// ProbeNetwork reports whether the pod network is usable; defaults to
 	// netconf.Probe over the config's CNI directories.
 	ProbeNetwork func() netconf.Result
+	// MonitorBinary is the berth-monitor executable.
+	MonitorBinary string
+	// OOMScoreAdjFloor, when set, is the lowest oom_score_adj containers get
+	// (the daemon's own, when it lacks CAP_SYS_RESOURCE).
+	OOMScoreAdjFloor *int
 }
 
 // Service serves CRI. It is safe for concurrent use.
@@ -53,6 +62,11 @@ type Service struct {
 	logger        *slog.Logger
 	runtimeBinary string
 	probeNetwork  func() netconf.Result
+	monitorBinary string
+	oomFloor      *int
+	cgroupDriver  string
+	exits         *exitWaiters
+	watchPods     chan string // pods for Run to watch
 
 	mu      sync.Mutex
 	podCIDR string // from UpdateRuntimeConfig; guarded by mu
@@ -67,9 +81,14 @@ func New(opts Options) *Service {
 		logger:        opts.Logger,
 		runtimeBinary: opts.RuntimeBinary,
 		probeNetwork:  opts.ProbeNetwork,
+		monitorBinary: opts.MonitorBinary,
+		oomFloor:      opts.OOMScoreAdjFloor,
+		cgroupDriver:  sysinfo.CgroupDriver(opts.Config.Runtime.CgroupDriver),
+		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
+		watchPods:     make(chan string),
 	}
 	if s.runtimeBinary == "" {
-		s.runtimeBinary = "runc"
+		s.runtimeBinary = opts.Config.Runtime.Runc
 	}
 	if s.probeNetwork == nil {
 		s.probeNetwork = func() netconf.Result { return netconf.Probe(s.cfg.CNI.ConfDir, s.cfg.CNI.BinDirs) }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/berth-cri/berth/internal/cri"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/store"
+	"github.com/berth-cri/berth/internal/sysinfo"
 )
 
 // imageGCInterval is how often unreferenced blobs and snapshots are
@@ -37,6 +39,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return fmt.Errorf("create directory: %w", err)
 		}
+	}
+	monitorBinary, err := findMonitor(cfg.Runtime.MonitorPath)
+	if err != nil {
+		return err
+	}
+	oomFloor, err := sysinfo.OOMScoreAdjFloor()
+	if err != nil {
+		return fmt.Errorf("read own oom_score_adj: %w", err)
+	}
+	if oomFloor != nil {
+		logger.Info("no CAP_SYS_RESOURCE: container oom_score_adj below the daemon's own is raised to it", "floor", *oomFloor)
 	}
 	lock, err := lockRoot(cfg.Root)
 	if err != nil {
@@ -79,7 +92,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	gate := &cri.Gate{}
 	unary, stream := cri.Interceptors(logger, gate)
 	server := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
-	cri.New(cri.Options{Config: cfg, Store: st, Images: images, Logger: logger}).Register(server)
+	svc := cri.New(cri.Options{
+		Config:           cfg,
+		Store:            st,
+		Images:           images,
+		Logger:           logger,
+		MonitorBinary:    monitorBinary,
+		OOMScoreAdjFloor: oomFloor,
+	})
+	svc.Register(server)
 
 	// Background work lives as long as serving does and is done before the
 	// stores close.
@@ -90,13 +111,18 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		background.Wait()
 	}()
 	background.Go(func() { images.CollectEvery(bg, imageGCInterval) })
+	background.Go(func() { svc.Run(bg) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(lis) }()
 	logger.Info("serving CRI", "address", cfg.Address, "root", cfg.Root, "state", cfg.State)
 
-	// Recovery: the store's indexes were rebuilt by Open. Later layers
-	// (monitors, networks, images) reconcile here before the gate opens.
+	// Recovery: the store's indexes and the image index were rebuilt by
+	// their Open; pods and containers are reconciled with their monitors.
+	if err := svc.Recover(ctx); err != nil {
+		server.Stop()
+		return fmt.Errorf("recover: %w", err)
+	}
 	gate.Open()
 	logger.Info("recovery finished; ready",
 		"sandboxes", st.Sandboxes.Len(), "containers", st.Containers.Len())
@@ -113,6 +139,25 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		"timeout", cfg.ShutdownTimeout.Duration)
 	stopGracefully(server, cfg.ShutdownTimeout.Duration, logger)
 	return nil
+}
+
+// findMonitor locates the berth-monitor binary: the configured path, else
+// the one next to this executable, else PATH.
+func findMonitor(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "berth-monitor")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("berth-monitor")
+	if err != nil {
+		return "", fmt.Errorf("berth-monitor not found next to berth or in PATH; set runtime.monitor_path")
+	}
+	return p, nil
 }
 
 // stopGracefully stops accepting connections and waits for in-flight calls,

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -51,16 +52,19 @@ func Create(s Spec) (p Paths, retErr error) {
 		}
 	}()
 
+	// A pod without a hostname keeps the host's, as a new UTS namespace
+	// would (and as containerd does); host-network pods always have it.
 	hostname := cfg.GetHostname()
 	hostNet := opts.GetNetwork() == runtime.NamespaceMode_NODE
-	if hostNet {
+	if hostNet || hostname == "" {
 		h, err := os.Hostname()
 		if err != nil {
 			return p, err
 		}
 		hostname = h
-	} else if hostname == "" {
-		hostname = cfg.GetMetadata().GetName()
+	}
+	if len(hostname) > 64 {
+		return p, fmt.Errorf("config.hostname %q is longer than 64 characters: %w", hostname, errdefs.ErrInvalidArgument)
 	}
 
 	pins := map[string]string{}

@@ -16,6 +16,27 @@ type Sandbox struct {
 	CreatedAt      time.Time         `json:"created_at"`
 	// Ready is true from a successful RunPodSandbox until StopPodSandbox.
 	Ready bool `json:"ready"`
+	// Config is the CRI PodSandboxConfig, protobuf-encoded.
+	Config []byte       `json:"config,omitempty"`
+	Paths  SandboxPaths `json:"paths"`
+	// CgroupParent is the pod's cgroup, as containers' cgroupsPath uses it.
+	CgroupParent string `json:"cgroup_parent,omitempty"`
+	// MonitorSocket and MonitorPid locate the pod's monitor process.
+	MonitorSocket string `json:"monitor_socket,omitempty"`
+	MonitorPid    int    `json:"monitor_pid,omitempty"`
+}
+
+// SandboxPaths are the host paths a sandbox made (see internal/sandbox). A
+// namespace path is empty where the pod uses the host's namespace.
+type SandboxPaths struct {
+	Dir        string `json:"dir"`
+	NetNS      string `json:"netns,omitempty"`
+	IPCNS      string `json:"ipcns,omitempty"`
+	UTSNS      string `json:"utsns,omitempty"`
+	Hostname   string `json:"hostname,omitempty"`
+	Hosts      string `json:"hosts,omitempty"`
+	ResolvConf string `json:"resolv_conf,omitempty"`
+	Shm        string `json:"shm,omitempty"`
 }
 
 // PodMetadata mirrors the CRI PodSandboxMetadata.
@@ -54,7 +75,19 @@ type Container struct {
 	// resolved image's ID.
 	Image   string `json:"image"`
 	ImageID string `json:"image_id,omitempty"`
+	// LogPath is the CRI log_path as given (relative to the pod's log
+	// directory); LogFile the resolved host path ("" for no log).
 	LogPath string `json:"log_path,omitempty"`
+	LogFile string `json:"log_file,omitempty"`
+	// Config is the CRI ContainerConfig, protobuf-encoded.
+	Config []byte `json:"config,omitempty"`
+	// Bundle is the OCI bundle directory (config.json, rootfs mount point,
+	// the monitor's exit record); SnapshotKey names its writable snapshot.
+	Bundle      string `json:"bundle"`
+	SnapshotKey string `json:"snapshot_key"`
+	// StopSignal is the image's STOPSIGNAL ("" for SIGTERM).
+	StopSignal string `json:"stop_signal,omitempty"`
+	Pid        int    `json:"pid,omitempty"`
 
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at,omitzero"`

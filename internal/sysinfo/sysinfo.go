@@ -6,6 +6,8 @@ package sysinfo
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,4 +42,41 @@ func CgroupDriver(configured string) string {
 		return "systemd"
 	}
 	return "cgroupfs"
+}
+
+// capSysResource is CAP_SYS_RESOURCE's bit in /proc/self/status CapEff.
+const capSysResource = 24
+
+// OOMScoreAdjFloor returns the daemon's own oom_score_adj when the daemon
+// lacks CAP_SYS_RESOURCE: without it the kernel refuses to lower a child's
+// value below the parent's, so requests below it must be raised to it. It
+// returns nil when the daemon may set any value.
+func OOMScoreAdjFloor() (*int, error) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		hex, ok := strings.CutPrefix(line, "CapEff:")
+		if !ok {
+			continue
+		}
+		caps, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("parse CapEff: %w", err)
+		}
+		if caps&(1<<capSysResource) != 0 {
+			return nil, nil
+		}
+		b, err := os.ReadFile("/proc/self/oom_score_adj")
+		if err != nil {
+			return nil, err
+		}
+		own, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil, fmt.Errorf("parse oom_score_adj: %w", err)
+		}
+		return &own, nil
+	}
+	return nil, fmt.Errorf("no CapEff in /proc/self/status")
 }

@@ -111,8 +111,10 @@ func nginxConfig(port string) func(*v1.Config) {
 	}
 }
 
-func nginxFiles(t tree, _ []byte) {
-	t.link("/usr/sbin/nginx", "/usr/local/bin/testbin")
+func nginxFiles(t tree, testbin []byte) {
+	// A copy, not a link: a hard link may not reach into a lower layer, and
+	// through a symlink the re-exec would be named testbin, not nginx.
+	t.file("/usr/sbin/nginx", 0o755, testbin)
 	t.file("/usr/share/nginx/html/index.html", 0o644, []byte("<html><body><h1>Welcome to nginx!</h1></body></html>\n"))
 	t.dir("/var/run", 0o755)
 }

@@ -107,6 +107,9 @@ func TestBaseRunsInChroot(t *testing.T) {
 	if got := run("stat -c %h /bin/ls"); strings.TrimSpace(got) == "1" {
 		t.Errorf("/bin/ls is not a hard link to busybox (link count %s)", got)
 	}
+	if got := run("stat -c %a /bin/busybox"); got != "755\n" {
+		t.Errorf("/bin/busybox mode %q, want 755: hard link headers must carry it", got)
+	}
 	if got := run("grep ^www-data: /etc/passwd | cut -d: -f3"); got != "33\n" {
 		t.Errorf("www-data uid: %q", got)
 	}

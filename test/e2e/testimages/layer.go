@@ -68,6 +68,15 @@ func (t tree) layer() (v1.Layer, error) {
 	tw := tar.NewWriter(&buf)
 	for _, p := range paths {
 		e := all[p]
+		if e.hardlink {
+			// A link's header carries its target's mode: extractors apply it
+			// to the shared inode.
+			target, ok := all[e.linkname]
+			if !ok {
+				return nil, fmt.Errorf("hard link %s to %s: no such file in the layer", p, e.linkname)
+			}
+			e.mode = target.mode
+		}
 		h := &tar.Header{
 			Name:    strings.TrimPrefix(p, "/"),
 			Mode:    int64(e.mode.Perm()),

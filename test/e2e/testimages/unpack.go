@@ -56,7 +56,12 @@ func Unpack(img v1.Image, root string) error {
 				}
 			}
 		case tar.TypeLink:
+			// As containerd's applier does: link, then apply the header's mode
+			// to the shared inode.
 			if err := os.Link(filepath.Join(root, h.Linkname), p); err != nil {
+				return err
+			}
+			if err := os.Chmod(p, mode); err != nil {
 				return err
 			}
 		case tar.TypeSymlink:

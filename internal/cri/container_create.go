@@ -1,0 +1,154 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/spec"
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// CreateContainer prepares a container in a ready pod: a writable snapshot
+// of its image mounted as rootfs, and an OCI bundle whose spec joins the
+// pod's namespaces and cgroup. Nothing runs until StartContainer. On
+// failure nothing is left behind.
+func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContainerRequest) (_ *runtime.CreateContainerResponse, retErr error) {
+	cfg := r.GetConfig()
+	if cfg.GetMetadata().GetName() == "" {
+		return nil, fmt.Errorf("config.metadata.name must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if cfg.GetImage().GetImage() == "" {
+		return nil, fmt.Errorf("config.image.image must name an image: %w", errdefs.ErrInvalidArgument)
+	}
+	sb, err := s.store.Sandboxes.Get(r.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	if !sb.Ready {
+		return nil, fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
+	}
+	var podCfg runtime.PodSandboxConfig
+	if err := proto.Unmarshal(sb.Config, &podCfg); err != nil {
+		return nil, fmt.Errorf("decode pod config: %w", err)
+	}
+	img, err := s.images.Get(cfg.GetImage().GetImage())
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("image %q is not present: pull it first: %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := containerLogFile(podCfg.GetLogDirectory(), cfg.GetLogPath())
+	if err != nil {
+		return nil, err
+	}
+	raw, err := proto.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	c := store.Container{
+		ID:          store.NewID(),
+		SandboxID:   sb.ID,
+		Metadata:    store.ContainerMetadata{Name: cfg.GetMetadata().GetName(), Attempt: cfg.GetMetadata().GetAttempt()},
+		Labels:      cfg.GetLabels(),
+		Annotations: cfg.GetAnnotations(),
+		Image:       cfg.GetImage().GetImage(),
+		ImageID:     img.ID,
+		LogPath:     cfg.GetLogPath(),
+		LogFile:     logFile,
+		Config:      raw,
+		StopSignal:  img.Config.Config.StopSignal,
+		CreatedAt:   time.Now().UTC(),
+	}
+	c.Bundle = s.containerDir(c.ID)
+	c.SnapshotKey = c.ID
+	if err := s.store.Containers.ReserveName(c.UniqueName(), c.ID); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			s.store.Containers.ReleaseName(c.UniqueName(), c.ID)
+		}
+	}()
+
+	rootfs := filepath.Join(c.Bundle, "rootfs")
+	if err := os.MkdirAll(c.Bundle, 0o700); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := s.cleanupBundle(context.WithoutCancel(ctx), c); err != nil {
+				s.logger.Error("clean up failed container create", "id", c.ID, "error", err)
+			}
+		}
+	}()
+	if err := s.images.MountRootfs(ctx, c.SnapshotKey, img.ChainID.String(), rootfs); err != nil {
+		return nil, err
+	}
+	ociSpec, err := spec.Build(spec.Input{
+		ID:     c.ID,
+		Config: cfg,
+		Image:  img.Config,
+		Pod: spec.Pod{
+			ID: sb.ID, Config: &podCfg,
+			NetNS: sb.Paths.NetNS, IPCNS: sb.Paths.IPCNS, UTSNS: sb.Paths.UTSNS,
+			Hostname: sb.Paths.Hostname, Hosts: sb.Paths.Hosts, ResolvConf: sb.Paths.ResolvConf, Shm: sb.Paths.Shm,
+			CgroupParent: sb.CgroupParent,
+		},
+		Rootfs:           rootfs,
+		CgroupDriver:     s.cgroupDriver,
+		OOMScoreAdjFloor: s.oomFloor,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(ociSpec, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode runtime spec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(c.Bundle, "config.json"), b, 0o600); err != nil {
+		return nil, err
+	}
+	if err := s.store.Containers.Add(c); err != nil {
+		return nil, err
+	}
+	s.logger.InfoContext(ctx, "container created", "id", c.ID, "pod", sb.ID, "name", c.Metadata.Name, "image", img.ID)
+	return &runtime.CreateContainerResponse{ContainerId: c.ID}, nil
+}
+
+// containerLogFile joins the pod's log directory and the container's
+// log_path, refusing a path that would leave the directory.
+func containerLogFile(dir, rel string) (string, error) {
+	if rel == "" {
+		return "", nil
+	}
+	if dir == "" {
+		return "", fmt.Errorf("config.log_path %q needs the pod's log_directory: %w", rel, errdefs.ErrInvalidArgument)
+	}
+	p := filepath.Join(dir, rel)
+	if filepath.IsAbs(rel) || (p != dir && !strings.HasPrefix(p, filepath.Clean(dir)+string(filepath.Separator))) {
+		return "", fmt.Errorf("config.log_path %q leaves the pod's log directory: %w", rel, errdefs.ErrInvalidArgument)
+	}
+	return p, nil
+}
+
+// cleanupBundle unmounts the rootfs, removes the snapshot and the bundle.
+// A directory that may still hold a mount is never deleted.
+func (s *Service) cleanupBundle(ctx context.Context, c store.Container) error {
+	if err := s.images.UnmountRootfs(ctx, c.SnapshotKey, filepath.Join(c.Bundle, "rootfs")); err != nil {
+		return fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	if err := os.RemoveAll(c.Bundle); err != nil {
+		return fmt.Errorf("remove bundle of container %s: %w", c.ID, err)
+	}
+	return nil
+}

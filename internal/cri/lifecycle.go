@@ -1,0 +1,233 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+
+	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/monitor/api"
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// Reasons berth gives exited containers beyond Completed / Error / OOMKilled.
+const (
+	reasonOOMKilled    = "OOMKilled"
+	reasonCompleted    = "Completed"
+	reasonError        = "Error"
+	reasonStartError   = "StartError"
+	reasonMonitorDied  = "MonitorDied"
+	reasonExitUnknown  = "ExitUnknown"
+	monitorRetryPeriod = 200 * time.Millisecond
+)
+
+// Paths under --state.
+func (s *Service) podDir(id string) string       { return filepath.Join(s.cfg.State, "pods", id) }
+func (s *Service) containerDir(id string) string { return filepath.Join(s.cfg.State, "containers", id) }
+func (s *Service) runcRoot() string              { return filepath.Join(s.cfg.State, "runc") }
+
+// monitorSocket is short on purpose: unix socket paths are limited to 108
+// bytes, and --state may already be long.
+func (s *Service) monitorSocket(id string) string {
+	return filepath.Join(s.cfg.State, "mon", id[:16]+".sock")
+}
+
+func (s *Service) runc() *runc.Runc {
+	return &runc.Runc{Command: s.cfg.Runtime.Runc, Root: s.runcRoot()}
+}
+
+// exitWaiters lets StopContainer and RemoveContainer wait for the exit the
+// monitor reports.
+type exitWaiters struct {
+	mu      sync.Mutex
+	waiters map[string][]chan struct{} // guarded by mu
+}
+
+// wait returns a channel closed when id's exit has been recorded.
+func (w *exitWaiters) wait(id string) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch := make(chan struct{})
+	w.waiters[id] = append(w.waiters[id], ch)
+	return ch
+}
+
+func (w *exitWaiters) notify(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ch := range w.waiters[id] {
+		close(ch)
+	}
+	delete(w.waiters, id)
+}
+
+// Run watches every pod's monitor for container exits until ctx ends:
+// pods that exist now, and pods RunPodSandbox adds later. It returns when
+// ctx is done and every watcher has stopped.
+func (s *Service) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-s.watchPods:
+			wg.Go(func() { s.watchPod(ctx, id) })
+		}
+	}
+}
+
+// watch asks Run to watch a pod's monitor.
+func (s *Service) watch(ctx context.Context, podID string) {
+	select {
+	case s.watchPods <- podID:
+	case <-ctx.Done():
+	}
+}
+
+// watchPod applies the exit events of one pod's monitor. On each
+// (re)subscription it reconciles with the monitor's state, so no exit is
+// missed. When the monitor is gone for good, its containers are stopped and
+// recorded as exited.
+func (s *Service) watchPod(ctx context.Context, podID string) {
+	for {
+		sb, err := s.store.Sandboxes.Get(podID)
+		if err != nil {
+			return // removed
+		}
+		client := monitor.Client{Socket: sb.MonitorSocket}
+		err = client.Events(ctx, func() { s.reconcile(ctx, sb, client) }, func(ev api.Event) {
+			s.recordExit(ev.ID, ev.Exit, "")
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if !errors.Is(err, monitor.ErrUnreachable) || monitorAlive(sb) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(monitorRetryPeriod):
+				continue
+			}
+		}
+		if _, err := s.store.Sandboxes.Get(podID); err != nil {
+			return // removed while we looked: its monitor was shut down on purpose
+		}
+		s.monitorDied(ctx, sb)
+		return
+	}
+}
+
+// reconcile records the exits of containers the store still has running:
+// from the monitor's state, or from the exit record in the bundle.
+func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monitor.Client) {
+	states, err := client.State(ctx)
+	if err != nil {
+		return // the event loop notices an unreachable monitor
+	}
+	known := map[string]api.Container{}
+	for _, c := range states {
+		known[c.ID] = c
+	}
+	for _, c := range s.podContainers(sb.ID) {
+		if c.State() != store.ContainerRunning {
+			continue
+		}
+		if st, ok := known[c.ID]; ok {
+			if st.Exit != nil {
+				s.recordExit(c.ID, *st.Exit, "")
+			}
+			continue
+		}
+		if exit, ok, _ := monitor.ReadExit(c.Bundle); ok {
+			s.recordExit(c.ID, exit, "")
+			continue
+		}
+		s.recordExit(c.ID, api.Exit{Code: 255, FinishedAt: time.Now().UTC()}, reasonExitUnknown)
+	}
+}
+
+// recordExit stores a container's exit and wakes whoever waits for it.
+func (s *Service) recordExit(id string, exit api.Exit, reason string) {
+	_, err := s.store.Containers.Update(id, func(c store.Container) (store.Container, error) {
+		if !c.FinishedAt.IsZero() {
+			return c, nil
+		}
+		c.FinishedAt = exit.FinishedAt
+		if c.StartedAt.IsZero() || c.StartedAt.After(c.FinishedAt) {
+			c.StartedAt = c.FinishedAt
+		}
+		c.ExitCode = exit.Code
+		switch {
+		case reason != "":
+			c.Reason = reason
+		case exit.OOMKilled:
+			c.Reason = reasonOOMKilled
+		}
+		return c, nil
+	})
+	if err != nil && !errdefs.IsNotFound(err) {
+		s.logger.Error("record container exit", "id", id, "error", err)
+	}
+	s.exits.notify(id)
+}
+
+// monitorDied stops what a dead monitor left: its containers would run
+// unmonitored, with nobody holding their output or recording their exit.
+func (s *Service) monitorDied(ctx context.Context, sb store.Sandbox) {
+	s.logger.Warn("pod monitor is gone; stopping its containers", "pod", sb.ID, "monitor_pid", sb.MonitorPid)
+	r := s.runc()
+	for _, c := range s.podContainers(sb.ID) {
+		if c.State() != store.ContainerRunning {
+			continue
+		}
+		exit, ok, _ := monitor.ReadExit(c.Bundle)
+		if ok {
+			s.recordExit(c.ID, exit, "")
+			continue
+		}
+		_ = r.Kill(ctx, c.ID, int(syscall.SIGKILL), &runc.KillOpts{All: true})
+		_ = r.Delete(ctx, c.ID, &runc.DeleteOpts{Force: true})
+		s.recordExit(c.ID, api.Exit{Code: 137, Signal: int(syscall.SIGKILL), FinishedAt: time.Now().UTC()}, reasonMonitorDied)
+		if _, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
+			c.Message = "the pod's monitor exited, so berth killed the container rather than leave it unmonitored"
+			return c, nil
+		}); err != nil && !errdefs.IsNotFound(err) {
+			s.logger.Error("record monitor death", "id", c.ID, "error", err)
+		}
+	}
+}
+
+// monitorAlive reports whether the sandbox's monitor process still runs:
+// the PID exists and is a berth-monitor serving this pod's socket (PIDs are
+// reused).
+func monitorAlive(sb store.Sandbox) bool {
+	if sb.MonitorPid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", sb.MonitorPid))
+	if err != nil {
+		return false
+	}
+	return strings.Contains(string(cmdline), sb.MonitorSocket)
+}
+
+// podContainers lists the containers of a pod.
+func (s *Service) podContainers(podID string) []store.Container {
+	var out []store.Container
+	for _, c := range s.store.Containers.List() {
+		if c.SandboxID == podID {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,119 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// RunPodSandbox makes a pod: pinned namespaces, /etc files and /dev/shm,
+// and its monitor process. No pause container runs. On failure nothing is
+// left behind.
+func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxRequest) (_ *runtime.RunPodSandboxResponse, retErr error) {
+	cfg := r.GetConfig()
+	if err := validatePodConfig(cfg); err != nil {
+		return nil, err
+	}
+	if h := r.GetRuntimeHandler(); h != "" && h != "runc" {
+		return nil, fmt.Errorf("runtime_handler %q is not configured (handlers: runc): %w", h, errdefs.ErrInvalidArgument)
+	}
+	raw, err := proto.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	m := cfg.GetMetadata()
+	sb := store.Sandbox{
+		ID:             store.NewID(),
+		Metadata:       store.PodMetadata{Name: m.GetName(), UID: m.GetUid(), Namespace: m.GetNamespace(), Attempt: m.GetAttempt()},
+		Labels:         cfg.GetLabels(),
+		Annotations:    cfg.GetAnnotations(),
+		RuntimeHandler: r.GetRuntimeHandler(),
+		CreatedAt:      time.Now().UTC(),
+		Config:         raw,
+		CgroupParent:   cfg.GetLinux().GetCgroupParent(),
+		MonitorSocket:  "",
+	}
+	if err := s.store.Sandboxes.ReserveName(sb.UniqueName(), sb.ID); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			s.store.Sandboxes.ReleaseName(sb.UniqueName(), sb.ID)
+		}
+	}()
+
+	dir := s.podDir(sb.ID)
+	paths, err := sandbox.Create(sandbox.Spec{Dir: dir, Config: cfg})
+	if err != nil {
+		return nil, fmt.Errorf("create pod namespaces: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			if err := sandbox.Remove(dir); err != nil {
+				s.logger.Error("clean up failed pod", "id", sb.ID, "error", err)
+			}
+		}
+	}()
+	sb.Paths = store.SandboxPaths(paths)
+	sb.MonitorSocket = s.monitorSocket(sb.ID)
+	if err := os.MkdirAll(filepath.Dir(sb.MonitorSocket), 0o700); err != nil {
+		return nil, err
+	}
+	pid, err := monitor.Launch(ctx, monitor.LaunchOptions{
+		Binary:   s.monitorBinary,
+		Socket:   sb.MonitorSocket,
+		RuncPath: s.cfg.Runtime.Runc,
+		RuncRoot: s.runcRoot(),
+		LogPath:  filepath.Join(dir, "monitor.log"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			_ = syscallKill(pid)
+		}
+	}()
+	// Recovery finds a half-made pod's monitor by this file.
+	if err := os.WriteFile(filepath.Join(dir, "monitor.pid"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
+		return nil, err
+	}
+	sb.MonitorPid = pid
+	sb.Ready = true
+	if err := s.store.Sandboxes.Add(sb); err != nil {
+		return nil, err
+	}
+	s.watch(ctx, sb.ID)
+	s.logger.InfoContext(ctx, "pod sandbox running", "id", sb.ID, "name", sb.UniqueName(), "monitor_pid", pid)
+	return &runtime.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
+}
+
+func validatePodConfig(cfg *runtime.PodSandboxConfig) error {
+	if cfg == nil {
+		return fmt.Errorf("config must be set: %w", errdefs.ErrInvalidArgument)
+	}
+	m := cfg.GetMetadata()
+	if m == nil {
+		return fmt.Errorf("config.metadata must be set: %w", errdefs.ErrInvalidArgument)
+	}
+	for field, v := range map[string]string{"name": m.GetName(), "uid": m.GetUid(), "namespace": m.GetNamespace()} {
+		if v == "" {
+			return fmt.Errorf("config.metadata.%s must not be empty: %w", field, errdefs.ErrInvalidArgument)
+		}
+	}
+	if d := cfg.GetLogDirectory(); d != "" && !filepath.IsAbs(d) {
+		return fmt.Errorf("config.log_directory %q must be an absolute path: %w", d, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}

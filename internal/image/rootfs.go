@@ -1,0 +1,63 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+)
+
+// labelGCRoot keeps a container's writable snapshot (and through it the
+// image's layers) from garbage collection while the container exists, even
+// after its image is removed.
+const labelGCRoot = "containerd.io/gc.root"
+
+// MountRootfs prepares a writable snapshot named key on top of the image
+// chainID and mounts it at target. On failure nothing is left behind.
+func (s *Service) MountRootfs(ctx context.Context, key, chainID, target string) (retErr error) {
+	ctx = namespaces.WithNamespace(ctx, namespace)
+	mounts, err := s.snapshot.Prepare(ctx, key, chainID, snapshots.WithLabels(map[string]string{
+		labelGCRoot: time.Now().UTC().Format(time.RFC3339),
+	}))
+	if errdefs.IsAlreadyExists(err) {
+		// A retry after a crash between Prepare and the record: reuse it.
+		mounts, err = s.snapshot.Mounts(ctx, key)
+	}
+	if err != nil {
+		return fmt.Errorf("prepare rootfs snapshot: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = s.snapshot.Remove(context.WithoutCancel(ctx), key)
+		}
+	}()
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	if err := mount.All(mounts, target); err != nil {
+		return fmt.Errorf("mount rootfs: %w", err)
+	}
+	return nil
+}
+
+// UnmountRootfs unmounts target and removes the snapshot key. Both steps
+// tolerate having been done already.
+func (s *Service) UnmountRootfs(ctx context.Context, key, target string) error {
+	ctx = namespaces.WithNamespace(ctx, namespace)
+	if err := mount.UnmountAll(target, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("unmount rootfs: %w", err)
+	}
+	if err := s.snapshot.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove rootfs snapshot: %w", err)
+	}
+	return nil
+}
+
+// SnapshotterName is the snapshotter container root file systems come from.
+func (s *Service) SnapshotterName() string { return s.opts.Snapshotter }

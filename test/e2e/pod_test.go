@@ -1,0 +1,227 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
+	"github.com/berth-cri/berth/test/e2e/testimages"
+)
+
+// podEnv is a daemon with the test images available through a mirror.
+type podEnv struct {
+	*imageEnv
+	runtime runtime.RuntimeServiceClient
+	logDir  string
+}
+
+const busyboxImage = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+
+func newPodEnv(t *testing.T) *podEnv {
+	t.Helper()
+	e := newImageEnv(t, testimages.MirroredHosts, "")
+	for _, img := range testImages(t) {
+		if img.Refs[0] == busyboxImage {
+			push(t, e.reg, testimages.RepoPath(busyboxImage), img.Image)
+		}
+	}
+	if _, err := e.pull(t.Context(), busyboxImage, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := e2eenv.Dial(e.daemon.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	p := &podEnv{imageEnv: e, runtime: runtime.NewRuntimeServiceClient(conn), logDir: t.TempDir()}
+	t.Cleanup(func() { p.removeAllPods(t) })
+	return p
+}
+
+// removeAllPods leaves the host clean for the next test.
+func (p *podEnv) removeAllPods(t *testing.T) {
+	ctx := context.Background()
+	list, err := p.runtime.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil {
+		return // the daemon is already gone
+	}
+	for _, sb := range list.Items {
+		if _, err := p.runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			t.Errorf("remove pod %s: %v", sb.Id, err)
+		}
+	}
+}
+
+func (p *podEnv) runPod(t *testing.T, name string) (string, *runtime.PodSandboxConfig) {
+	t.Helper()
+	cfg := &runtime.PodSandboxConfig{
+		Metadata:     &runtime.PodSandboxMetadata{Name: name, Namespace: "e2e", Uid: name + "-uid"},
+		Hostname:     name,
+		LogDirectory: filepath.Join(p.logDir, name),
+		Labels:       map[string]string{"test": t.Name()},
+	}
+	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	return resp.PodSandboxId, cfg
+}
+
+func (p *podEnv) createContainer(t *testing.T, podID string, podCfg *runtime.PodSandboxConfig, name string, cmd ...string) string {
+	t.Helper()
+	resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
+		PodSandboxId: podID,
+		Config: &runtime.ContainerConfig{
+			Metadata: &runtime.ContainerMetadata{Name: name},
+			Image:    &runtime.ImageSpec{Image: busyboxImage},
+			Command:  cmd,
+			LogPath:  name + ".log",
+			Labels:   map[string]string{"c": name},
+		},
+		SandboxConfig: podCfg,
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	return resp.ContainerId
+}
+
+func (p *podEnv) status(t *testing.T, id string) *runtime.ContainerStatus {
+	t.Helper()
+	resp, err := p.runtime.ContainerStatus(t.Context(), &runtime.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatalf("ContainerStatus: %v", err)
+	}
+	return resp.Status
+}
+
+// waitExited polls ContainerStatus until the container has exited.
+func (p *podEnv) waitExited(t *testing.T, id string) *runtime.ContainerStatus {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := p.status(t, id)
+		if st.State == runtime.ContainerState_CONTAINER_EXITED {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s still %v after 30s", id, st.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPodLifecycle(t *testing.T) {
+	p := newPodEnv(t)
+	podID, podCfg := p.runPod(t, "lifecycle")
+
+	t.Log("a container that prints and exits 0")
+	done := p.createContainer(t, podID, podCfg, "done", "sh", "-c", "echo hello; echo oops >&2; hostname")
+	if st := p.status(t, done); st.State != runtime.ContainerState_CONTAINER_CREATED || st.StartedAt != 0 || st.CreatedAt == 0 {
+		t.Fatalf("created container status = %+v", st)
+	}
+	if _, err := p.runtime.StartContainer(t.Context(), &runtime.StartContainerRequest{ContainerId: done}); err != nil {
+		t.Fatal(err)
+	}
+	st := p.waitExited(t, done)
+	if st.ExitCode != 0 || st.Reason != "Completed" || st.StartedAt == 0 || st.FinishedAt < st.StartedAt {
+		t.Fatalf("exited status = %+v", st)
+	}
+	if st.Image.Image != busyboxImage || !strings.HasPrefix(st.ImageRef, "registry.k8s.io/e2e-test-images/busybox@sha256:") {
+		t.Errorf("image = %q, image_ref = %q", st.Image.Image, st.ImageRef)
+	}
+	log, err := os.ReadFile(st.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{" stdout F hello\n", " stderr F oops\n", " stdout F lifecycle\n"} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+
+	t.Log("a container that fails")
+	fail := p.createContainer(t, podID, podCfg, "fail", "sh", "-c", "exit 7")
+	if _, err := p.runtime.StartContainer(t.Context(), &runtime.StartContainerRequest{ContainerId: fail}); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.waitExited(t, fail); st.ExitCode != 7 || st.Reason != "Error" {
+		t.Fatalf("failed container = %+v", st)
+	}
+
+	t.Log("a long-running container: exec, stop")
+	long := p.createContainer(t, podID, podCfg, "long", "sleep", "1000")
+	if _, err := p.runtime.StartContainer(t.Context(), &runtime.StartContainerRequest{ContainerId: long}); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.status(t, long); st.State != runtime.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("state = %v", st.State)
+	}
+	ex, err := p.runtime.ExecSync(t.Context(), &runtime.ExecSyncRequest{ContainerId: long, Cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}})
+	if err != nil || string(ex.Stdout) != "out\n" || string(ex.Stderr) != "err\n" || ex.ExitCode != 3 {
+		t.Fatalf("ExecSync = %+v, %v", ex, err)
+	}
+	ex, err = p.runtime.ExecSync(t.Context(), &runtime.ExecSyncRequest{ContainerId: long, Cmd: []string{"no-such-command"}})
+	if err != nil || ex.ExitCode != 127 {
+		t.Fatalf("ExecSync of a missing command = %+v, %v; want exit 127", ex, err)
+	}
+	_, err = p.runtime.ExecSync(t.Context(), &runtime.ExecSyncRequest{ContainerId: long, Cmd: []string{"sleep", "100"}, Timeout: 1})
+	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("ExecSync timeout: err = %v", err)
+	}
+	// sleep is PID 1 without a SIGTERM handler, so the kernel ignores
+	// SIGTERM: the stop must wait out the timeout, then SIGKILL.
+	start := time.Now()
+	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: long, Timeout: 2}); err != nil {
+		t.Fatal(err)
+	}
+	st = p.status(t, long)
+	if st.State != runtime.ContainerState_CONTAINER_EXITED || st.ExitCode != 137 {
+		t.Fatalf("after StopContainer: %v, exit %d; want exited by SIGKILL", st.State, st.ExitCode)
+	}
+	if took := time.Since(start); took < 2*time.Second {
+		t.Fatalf("stop escalated to SIGKILL after %s, before the 2s timeout", took)
+	}
+	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: long}); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+
+	t.Log("a container that handles SIGTERM stops at once")
+	polite := p.createContainer(t, podID, podCfg, "polite", "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait")
+	if _, err := p.runtime.StartContainer(t.Context(), &runtime.StartContainerRequest{ContainerId: polite}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: polite, Timeout: 60}); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.status(t, polite); st.ExitCode != 0 || st.Reason != "Completed" {
+		t.Fatalf("polite container = exit %d, %s", st.ExitCode, st.Reason)
+	}
+
+	list, err := p.runtime.ListContainers(t.Context(), &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{PodSandboxId: podID}})
+	if err != nil || len(list.Containers) != 4 {
+		t.Fatalf("ListContainers = %v, %v", list, err)
+	}
+	for _, id := range []string{done, fail, long, polite} {
+		if _, err := p.runtime.RemoveContainer(t.Context(), &runtime.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.runtime.StopPodSandbox(t.Context(), &runtime.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.runtime.RemovePodSandbox(t.Context(), &runtime.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+}
