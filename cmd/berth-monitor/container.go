@@ -217,15 +217,30 @@ func (m *monitor) kill(ctx context.Context, req api.Request) error {
 	if !c.state().Running {
 		return nil
 	}
-	if req.All {
-		return c.runc.Kill(ctx, c.id, req.Signal, &runc.KillOpts{All: true})
-	}
 	// The monitor reaps the init process, so its PID cannot be reused
-	// while it is still recorded as running.
+	// while it is still recorded as running. Killing init ends a container
+	// with its own PID namespace; --all reaches the rest when it shares one.
 	if err := syscall.Kill(c.pid, syscall.Signal(req.Signal)); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill %d: %w", c.pid, err)
 	}
+	if req.All {
+		if err := c.runc.Kill(ctx, c.id, req.Signal, &runc.KillOpts{All: true}); err != nil && c.state().Running && processAlive(c.pid) {
+			return fmt.Errorf("runc kill --all: %s", runcError(c.runc.Log, err))
+		}
+	}
 	return nil
+}
+
+// processAlive reports whether pid exists and is not a zombie awaiting
+// our reaper.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
 
 func (m *monitor) delete(req api.Request) error {

@@ -104,9 +104,10 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 			Hostname: sb.Paths.Hostname, Hosts: sb.Paths.Hosts, ResolvConf: sb.Paths.ResolvConf, Shm: sb.Paths.Shm,
 			CgroupParent: sb.CgroupParent,
 		},
-		Rootfs:           rootfs,
-		CgroupDriver:     s.cgroupDriver,
-		OOMScoreAdjFloor: s.oomFloor,
+		Rootfs:             rootfs,
+		CgroupDriver:       s.cgroupDriver,
+		OOMScoreAdjFloor:   s.oomFloor,
+		CapabilityBounding: s.capBounding,
 	})
 	if err != nil {
 		return nil, err

@@ -49,6 +49,8 @@ type Options struct {
 	// OOMScoreAdjFloor, when set, is the lowest oom_score_adj containers get
 	// (the daemon's own, when it lacks CAP_SYS_RESOURCE).
 	OOMScoreAdjFloor *int
+	// CapabilityBounding is the daemon's capability bounding set.
+	CapabilityBounding uint64
 }
 
 // Service serves CRI. It is safe for concurrent use.
@@ -64,6 +66,7 @@ type Service struct {
 	probeNetwork  func() netconf.Result
 	monitorBinary string
 	oomFloor      *int
+	capBounding   uint64
 	cgroupDriver  string
 	exits         *exitWaiters
 	watchPods     chan string // pods for Run to watch
@@ -83,6 +86,7 @@ func New(opts Options) *Service {
 		probeNetwork:  opts.ProbeNetwork,
 		monitorBinary: opts.MonitorBinary,
 		oomFloor:      opts.OOMScoreAdjFloor,
+		capBounding:   opts.CapabilityBounding,
 		cgroupDriver:  sysinfo.CgroupDriver(opts.Config.Runtime.CgroupDriver),
 		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
 		watchPods:     make(chan string),

@@ -48,6 +48,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	if err != nil {
 		return fmt.Errorf("read own oom_score_adj: %w", err)
 	}
+	capBounding, err := sysinfo.CapabilityBounding()
+	if err != nil {
+		return fmt.Errorf("read capability bounding set: %w", err)
+	}
 	if oomFloor != nil {
 		logger.Info("no CAP_SYS_RESOURCE: container oom_score_adj below the daemon's own is raised to it", "floor", *oomFloor)
 	}
@@ -93,12 +97,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	unary, stream := cri.Interceptors(logger, gate)
 	server := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	svc := cri.New(cri.Options{
-		Config:           cfg,
-		Store:            st,
-		Images:           images,
-		Logger:           logger,
-		MonitorBinary:    monitorBinary,
-		OOMScoreAdjFloor: oomFloor,
+		Config:             cfg,
+		Store:              st,
+		Images:             images,
+		Logger:             logger,
+		MonitorBinary:      monitorBinary,
+		OOMScoreAdjFloor:   oomFloor,
+		CapabilityBounding: capBounding,
 	})
 	svc.Register(server)
 

@@ -47,6 +47,9 @@ type Input struct {
 	// may give: its own, when it lacks CAP_SYS_RESOURCE. Lower requests are
 	// raised to it instead of failing the start.
 	OOMScoreAdjFloor *int
+	// CapabilityBounding is the daemon's bounding set (bit n = capability
+	// n); "all capabilities" means all of these. 0 means every capability.
+	CapabilityBounding uint64
 }
 
 // defaultCapabilities are the capabilities a non-privileged container gets,
@@ -79,7 +82,7 @@ func Build(in Input) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	caps, err := capabilities(sc)
+	caps, err := capabilities(sc, in.CapabilityBounding)
 	if err != nil {
 		return nil, err
 	}
@@ -178,15 +181,23 @@ func environment(image []string, kvs []*runtime.KeyValue) []string {
 	return out
 }
 
-func capabilities(sc *runtime.LinuxContainerSecurityContext) (*specs.LinuxCapabilities, error) {
+func capabilities(sc *runtime.LinuxContainerSecurityContext, bounding uint64) (*specs.LinuxCapabilities, error) {
+	all := allCapabilities()
+	if bounding != 0 {
+		// Only what the daemon itself holds can be granted: without, say,
+		// CAP_SYS_RESOURCE (these machines) runc fails "unable to apply caps".
+		all = slices.DeleteFunc(all, func(c string) bool {
+			return bounding&(1<<slices.Index(allCapabilities(), c)) == 0
+		})
+	}
 	var set []string
 	if sc.GetPrivileged() {
-		set = allCapabilities()
+		set = all
 	} else {
 		set = slices.Clone(defaultCapabilities)
 		add, drop := sc.GetCapabilities().GetAddCapabilities(), sc.GetCapabilities().GetDropCapabilities()
 		if slices.ContainsFunc(add, isAll) {
-			set = allCapabilities()
+			set = all
 		}
 		if slices.ContainsFunc(drop, isAll) {
 			set = nil
@@ -198,6 +209,9 @@ func capabilities(sc *runtime.LinuxContainerSecurityContext) (*specs.LinuxCapabi
 			name, err := capName(c)
 			if err != nil {
 				return nil, err
+			}
+			if !slices.Contains(all, name) {
+				return nil, fmt.Errorf("linux.security_context.capabilities: %s is outside berth's own bounding set, so no container can have it: %w", name, errdefs.ErrFailedPrecondition)
 			}
 			if !slices.Contains(set, name) {
 				set = append(set, name)
@@ -230,7 +244,8 @@ func capName(c string) (string, error) {
 	return name, nil
 }
 
-// allCapabilities are the capabilities of kernel 5.9+ (CAP_CHECKPOINT_RESTORE is 40).
+// allCapabilities are the capabilities of kernel 5.9+, in kernel order: the
+// index is the capability's number (CAP_CHECKPOINT_RESTORE is 40).
 func allCapabilities() []string {
 	return []string{
 		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",

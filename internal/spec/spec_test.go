@@ -106,19 +106,34 @@ func TestCapabilities(t *testing.T) {
 	sc := &runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{
 		AddCapabilities: []string{"SYS_ADMIN"}, DropCapabilities: []string{"CAP_CHOWN"},
 	}}
-	c, err := capabilities(sc)
+	c, err := capabilities(sc, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Contains(c.Effective, "CAP_SYS_ADMIN") || slices.Contains(c.Effective, "CAP_CHOWN") {
 		t.Errorf("caps = %v", c.Effective)
 	}
-	c, _ = capabilities(&runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"NET_RAW"}}})
+	c, _ = capabilities(&runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{DropCapabilities: []string{"ALL"}, AddCapabilities: []string{"NET_RAW"}}}, 0)
 	if !slices.Equal(c.Effective, []string{"CAP_NET_RAW"}) {
 		t.Errorf("drop ALL add NET_RAW = %v", c.Effective)
 	}
-	if _, err := capabilities(&runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{AddCapabilities: []string{"BOGUS"}}}); !errdefs.IsInvalidArgument(err) {
+	if _, err := capabilities(&runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{AddCapabilities: []string{"BOGUS"}}}, 0); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("unknown capability: err = %v", err)
+	}
+}
+
+func TestCapabilitiesLimitedToBoundingSet(t *testing.T) {
+	bounding := uint64(1<<41-1) &^ (1 << 24) // everything but CAP_SYS_RESOURCE
+	c, err := capabilities(&runtime.LinuxContainerSecurityContext{Privileged: true}, bounding)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(c.Bounding, "CAP_SYS_RESOURCE") || !slices.Contains(c.Bounding, "CAP_SYS_ADMIN") || len(c.Bounding) != 40 {
+		t.Errorf("privileged caps = %v", c.Bounding)
+	}
+	_, err = capabilities(&runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{AddCapabilities: []string{"SYS_RESOURCE"}}}, bounding)
+	if !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("adding a capability the daemon lacks: err = %v", err)
 	}
 }
 

@@ -47,36 +47,44 @@ func CgroupDriver(configured string) string {
 // capSysResource is CAP_SYS_RESOURCE's bit in /proc/self/status CapEff.
 const capSysResource = 24
 
+// CapabilityBounding returns the daemon's capability bounding set (CapBnd)
+// as a bit mask: containers cannot be given capabilities outside it.
+func CapabilityBounding() (uint64, error) {
+	return capField("CapBnd:")
+}
+
+func capField(name string) (uint64, error) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if hex, ok := strings.CutPrefix(line, name); ok {
+			return strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/self/status", name)
+}
+
 // OOMScoreAdjFloor returns the daemon's own oom_score_adj when the daemon
 // lacks CAP_SYS_RESOURCE: without it the kernel refuses to lower a child's
 // value below the parent's, so requests below it must be raised to it. It
 // returns nil when the daemon may set any value.
 func OOMScoreAdjFloor() (*int, error) {
-	status, err := os.ReadFile("/proc/self/status")
+	caps, err := capField("CapEff:")
 	if err != nil {
 		return nil, err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		hex, ok := strings.CutPrefix(line, "CapEff:")
-		if !ok {
-			continue
-		}
-		caps, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-		if err != nil {
-			return nil, fmt.Errorf("parse CapEff: %w", err)
-		}
-		if caps&(1<<capSysResource) != 0 {
-			return nil, nil
-		}
-		b, err := os.ReadFile("/proc/self/oom_score_adj")
-		if err != nil {
-			return nil, err
-		}
-		own, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil {
-			return nil, fmt.Errorf("parse oom_score_adj: %w", err)
-		}
-		return &own, nil
+	if caps&(1<<capSysResource) != 0 {
+		return nil, nil
 	}
-	return nil, fmt.Errorf("no CapEff in /proc/self/status")
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return nil, err
+	}
+	own, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("parse oom_score_adj: %w", err)
+	}
+	return &own, nil
 }

@@ -234,10 +234,28 @@ func TestBadInputGetsClearCodes(t *testing.T) {
 			})
 			return err
 		}, codes.InvalidArgument},
-		{"RunPodSandbox not built yet", func() error {
+		{"RunPodSandbox without config", func() error {
 			_, err := c.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{})
 			return err
-		}, codes.Unimplemented},
+		}, codes.InvalidArgument},
+		{"RunPodSandbox without metadata uid", func() error {
+			_, err := c.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{
+				Metadata: &runtime.PodSandboxMetadata{Name: "n", Namespace: "ns"}}})
+			return err
+		}, codes.InvalidArgument},
+		{"CreateContainer in an unknown pod", func() error {
+			_, err := c.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: "nope", Config: &runtime.ContainerConfig{
+				Metadata: &runtime.ContainerMetadata{Name: "c"}, Image: &runtime.ImageSpec{Image: "busybox"}}})
+			return err
+		}, codes.NotFound},
+		{"StartContainer unknown", func() error {
+			_, err := c.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: "nope"})
+			return err
+		}, codes.NotFound},
+		{"ExecSync without cmd", func() error {
+			_, err := c.ExecSync(ctx, &runtime.ExecSyncRequest{ContainerId: "nope"})
+			return err
+		}, codes.InvalidArgument},
 	} {
 		if got := status.Code(tc.call()); got != tc.want {
 			t.Errorf("%s: code = %v, want %v", tc.name, got, tc.want)
