@@ -106,7 +106,7 @@ func (s *Service) watchPod(ctx context.Context, podID string) {
 		}
 		client := monitor.Client{Socket: sb.MonitorSocket}
 		err = client.Events(ctx, func() { s.reconcile(ctx, sb, client) }, func(ev api.Event) {
-			s.recordExit(ev.ID, ev.Exit, "")
+			s.recordExit(ev.ID, ev.Exit, "", "")
 		})
 		if ctx.Err() != nil {
 			return
@@ -144,20 +144,21 @@ func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monito
 		}
 		if st, ok := known[c.ID]; ok {
 			if st.Exit != nil {
-				s.recordExit(c.ID, *st.Exit, "")
+				s.recordExit(c.ID, *st.Exit, "", "")
 			}
 			continue
 		}
 		if exit, ok, _ := monitor.ReadExit(c.Bundle); ok {
-			s.recordExit(c.ID, exit, "")
+			s.recordExit(c.ID, exit, "", "")
 			continue
 		}
-		s.recordExit(c.ID, api.Exit{Code: 255, FinishedAt: time.Now().UTC()}, reasonExitUnknown)
+		s.recordExit(c.ID, api.Exit{Code: 255, FinishedAt: time.Now().UTC()}, reasonExitUnknown,
+			"the monitor has no record of this container and it left no exit record")
 	}
 }
 
 // recordExit stores a container's exit and wakes whoever waits for it.
-func (s *Service) recordExit(id string, exit api.Exit, reason string) {
+func (s *Service) recordExit(id string, exit api.Exit, reason, message string) {
 	_, err := s.store.Containers.Update(id, func(c store.Container) (store.Container, error) {
 		if !c.FinishedAt.IsZero() {
 			return c, nil
@@ -173,6 +174,7 @@ func (s *Service) recordExit(id string, exit api.Exit, reason string) {
 		case exit.OOMKilled:
 			c.Reason = reasonOOMKilled
 		}
+		c.Message = message
 		return c, nil
 	})
 	if err != nil && !errdefs.IsNotFound(err) {
@@ -192,18 +194,13 @@ func (s *Service) monitorDied(ctx context.Context, sb store.Sandbox) {
 		}
 		exit, ok, _ := monitor.ReadExit(c.Bundle)
 		if ok {
-			s.recordExit(c.ID, exit, "")
+			s.recordExit(c.ID, exit, "", "")
 			continue
 		}
 		_ = r.Kill(ctx, c.ID, int(syscall.SIGKILL), &runc.KillOpts{All: true})
 		_ = r.Delete(ctx, c.ID, &runc.DeleteOpts{Force: true})
-		s.recordExit(c.ID, api.Exit{Code: 137, Signal: int(syscall.SIGKILL), FinishedAt: time.Now().UTC()}, reasonMonitorDied)
-		if _, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
-			c.Message = "the pod's monitor exited, so berth killed the container rather than leave it unmonitored"
-			return c, nil
-		}); err != nil && !errdefs.IsNotFound(err) {
-			s.logger.Error("record monitor death", "id", c.ID, "error", err)
-		}
+		s.recordExit(c.ID, api.Exit{Code: 137, Signal: int(syscall.SIGKILL), FinishedAt: time.Now().UTC()}, reasonMonitorDied,
+			"the pod's monitor exited, so berth killed the container rather than leave it unmonitored")
 	}
 }
 

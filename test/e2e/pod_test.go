@@ -42,19 +42,35 @@ func newPodEnv(t *testing.T) *podEnv {
 	}
 	t.Cleanup(func() { conn.Close() })
 	p := &podEnv{imageEnv: e, runtime: runtime.NewRuntimeServiceClient(conn), logDir: t.TempDir()}
-	t.Cleanup(func() { p.removeAllPods(t) })
+	t.Cleanup(func() {
+		p.removeAllPods(t)
+		leaks, err := e2eenv.Leaks(filepath.Dir(e.daemon.Root))
+		if err != nil || len(leaks) > 0 {
+			t.Errorf("leaked after removing every pod (%v):\n%s", err, strings.Join(leaks, "\n"))
+		}
+	})
 	return p
 }
 
 // removeAllPods leaves the host clean for the next test.
+// It dials afresh: test cleanups run in reverse order, so a connection a
+// test opened later may already be closed.
 func (p *podEnv) removeAllPods(t *testing.T) {
 	ctx := context.Background()
-	list, err := p.runtime.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	conn, err := e2eenv.Dial(p.daemon.Socket)
 	if err != nil {
-		return // the daemon is already gone
+		t.Error(err)
+		return
+	}
+	defer conn.Close()
+	rt := runtime.NewRuntimeServiceClient(conn)
+	list, err := rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil {
+		t.Errorf("list pods for cleanup: %v", err)
+		return
 	}
 	for _, sb := range list.Items {
-		if _, err := p.runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+		if _, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
 			t.Errorf("remove pod %s: %v", sb.Id, err)
 		}
 	}
@@ -97,6 +113,13 @@ func (p *podEnv) createContainer(t *testing.T, podID string, podCfg *runtime.Pod
 	return resp.ContainerId
 }
 
+func (p *podEnv) start(t *testing.T, id string) {
+	t.Helper()
+	if _, err := p.runtime.StartContainer(t.Context(), &runtime.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+}
+
 func (p *podEnv) status(t *testing.T, id string) *runtime.ContainerStatus {
 	t.Helper()
 	resp, err := p.runtime.ContainerStatus(t.Context(), &runtime.ContainerStatusRequest{ContainerId: id})
@@ -131,9 +154,7 @@ func TestPodLifecycle(t *testing.T) {
 	if st := p.status(t, done); st.State != runtime.ContainerState_CONTAINER_CREATED || st.StartedAt != 0 || st.CreatedAt == 0 {
 		t.Fatalf("created container status = %+v", st)
 	}
-	if _, err := p.runtime.StartContainer(t.Context(), &runtime.StartContainerRequest{ContainerId: done}); err != nil {
-		t.Fatal(err)
-	}
+	p.start(t, done)
 	st := p.waitExited(t, done)
 	if st.ExitCode != 0 || st.Reason != "Completed" || st.StartedAt == 0 || st.FinishedAt < st.StartedAt {
 		t.Fatalf("exited status = %+v", st)

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 	"github.com/berth-cri/berth/test/e2e/testimages"
 )
@@ -87,7 +89,12 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() {
+		// Never delete through a mount berth failed to remove.
+		if leaks, _ := e2eenv.Leaks(work); len(leaks) == 0 {
+			os.RemoveAll(work)
+		}
+	}()
 
 	reg, err := e2eenv.StartRegistry()
 	if err != nil {
@@ -130,7 +137,15 @@ func run(ctx context.Context, o options) error {
 	if runErr == nil {
 		runErr = runCritest(ctx, critest, d.Socket, o)
 	}
+	if err := removeLeftoverPods(ctx, d.Socket); err != nil && runErr == nil {
+		runErr = err
+	}
 	stopErr := d.Stop()
+	if leaks, err := e2eenv.Leaks(work); err != nil || len(leaks) > 0 {
+		if runErr == nil {
+			runErr = fmt.Errorf("berth leaked after removing every pod (%v):\n  %s", err, strings.Join(leaks, "\n  "))
+		}
+	}
 	if err := copyFile(d.LogPath, filepath.Join(o.reportDir, "berth.log")); err != nil {
 		logf("keeping berth's log: %v", err)
 	}
@@ -141,6 +156,30 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("stopping berth after critest: %w", stopErr)
 	}
 	return judge(o, exp)
+}
+
+// removeLeftoverPods removes the pods critest left behind (a failed spec
+// skips its cleanup), through CRI, so the leak check after it is meaningful.
+func removeLeftoverPods(ctx context.Context, socket string) error {
+	conn, err := e2eenv.Dial(socket)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	c := runtime.NewRuntimeServiceClient(conn)
+	list, err := c.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil {
+		return fmt.Errorf("list pods after critest: %w", err)
+	}
+	for _, sb := range list.Items {
+		if _, err := c.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			return fmt.Errorf("remove pod %s left by critest: %w", sb.Id, err)
+		}
+	}
+	if len(list.Items) > 0 {
+		logf("removed %d pods critest left behind", len(list.Items))
+	}
+	return nil
 }
 
 // crictlVersion checks what a user's first command shows: crictl version

@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
+)
+
+// reconnect points the env's clients at the restarted daemon.
+func (p *podEnv) reconnect(t *testing.T) {
+	t.Helper()
+	conn, err := e2eenv.Dial(p.daemon.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	p.runtime = runtime.NewRuntimeServiceClient(conn)
+	p.images = runtime.NewImageServiceClient(conn)
+}
+
+func logLines(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+func TestSIGKILLDaemonKeepsContainersRunning(t *testing.T) {
+	p := newPodEnv(t)
+	podID, podCfg := p.runPod(t, "survivor")
+	ticker := p.createContainer(t, podID, podCfg, "ticker", "sh", "-c", "while true; do echo tick; sleep 0.1; done")
+	p.start(t, ticker)
+	quitter := p.createContainer(t, podID, podCfg, "quitter", "sh", "-c", "read x < /dev/shm/go 2>/dev/null; while [ ! -e /dev/shm/go ]; do sleep 0.05; done; exit 42")
+	p.start(t, quitter)
+	created := p.createContainer(t, podID, podCfg, "created", "true")
+	before := p.status(t, ticker)
+	pidBefore := mainPid(t, p, ticker)
+
+	t.Log("SIGKILL the daemon while the pod runs")
+	p.daemon.Kill()
+	t.Log("while it is down: one container exits with code 42")
+	shm := filepath.Join(p.daemon.State, "pods", podID, "shm", "go")
+	if err := os.WriteFile(shm, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exitFile := filepath.Join(p.daemon.State, "containers", quitter, "exit.json")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(exitFile); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the monitor recorded no exit while the daemon was down")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	linesWhileDown := logLines(t, before.LogPath)
+
+	if err := p.daemon.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.reconnect(t)
+
+	list, err := p.runtime.ListContainers(t.Context(), &runtime.ListContainersRequest{})
+	if err != nil || len(list.Containers) != 3 {
+		t.Fatalf("after restart: %v, %v", list, err)
+	}
+	if st := p.status(t, ticker); st.State != runtime.ContainerState_CONTAINER_RUNNING || st.StartedAt != before.StartedAt {
+		t.Fatalf("ticker after restart = %v (started %d, was %d)", st.State, st.StartedAt, before.StartedAt)
+	}
+	if pid := mainPid(t, p, ticker); pid != pidBefore || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("ticker's process changed or died: %d → %d", pidBefore, pid)
+	}
+	st := p.status(t, quitter)
+	if st.State != runtime.ContainerState_CONTAINER_EXITED || st.ExitCode != 42 || st.FinishedAt == 0 || st.Reason != "Error" {
+		t.Fatalf("container that exited while the daemon was down = %v, code %d, finished %d, %q", st.State, st.ExitCode, st.FinishedAt, st.Reason)
+	}
+	if st := p.status(t, created); st.State != runtime.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("created container after restart = %v", st.State)
+	}
+	sb, err := p.runtime.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil || sb.Status.State != runtime.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("pod after restart = %v, %v", sb, err)
+	}
+	t.Log("the ticker kept logging, and the restarted daemon still controls it")
+	deadline = time.Now().Add(10 * time.Second)
+	for logLines(t, before.LogPath) <= linesWhileDown {
+		if time.Now().After(deadline) {
+			t.Fatal("no new log lines after the restart")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: ticker}); err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, created)
+}
+
+// mainPid reads the container's pid from verbose ContainerStatus.
+func mainPid(t *testing.T, p *podEnv, id string) int {
+	t.Helper()
+	resp, err := p.runtime.ContainerStatus(t.Context(), &runtime.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := resp.Info["info"]
+	i := strings.Index(info, `"pid":`)
+	if i < 0 {
+		t.Fatalf("no pid in verbose info: %s", info)
+	}
+	rest := info[i+len(`"pid":`):]
+	end := strings.IndexAny(rest, ",}")
+	pid, err := strconv.Atoi(rest[:end])
+	if err != nil || pid <= 0 {
+		t.Fatalf("pid in verbose info: %q", rest[:end])
+	}
+	return pid
+}
+
+func TestKilledMonitorStopsItsContainers(t *testing.T) {
+	p := newPodEnv(t)
+	podID, podCfg := p.runPod(t, "orphaned")
+	c := p.createContainer(t, podID, podCfg, "sleeper", "sleep", "1000")
+	p.start(t, c)
+	pid := mainPid(t, p, c)
+
+	sb, err := p.runtime.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: podID, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := sb.Info["info"]
+	i := strings.Index(info, `"pid":`)
+	rest := info[i+len(`"pid":`):]
+	monitorPid, err := strconv.Atoi(rest[:strings.IndexAny(rest, ",}")])
+	if err != nil {
+		t.Fatalf("monitor pid in %s: %v", info, err)
+	}
+	t.Logf("SIGKILL the pod's monitor (pid %d)", monitorPid)
+	if err := syscall.Kill(monitorPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st := p.waitExited(t, c)
+	if st.Reason != "MonitorDied" || st.Message == "" {
+		t.Fatalf("container of a dead monitor: reason %q, message %q", st.Reason, st.Message)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("container process %d still runs unmonitored", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHalfMadePodIsCleanedUpOnRestart(t *testing.T) {
+	p := newPodEnv(t)
+	if err := p.daemon.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("a pod directory with pinned namespaces and /dev/shm but no record, as a crash mid-RunPodSandbox leaves")
+	orphan := filepath.Join(p.daemon.State, "pods", strings.Repeat("ab", 32))
+	if _, err := sandbox.Create(sandbox.Spec{Dir: orphan, Config: &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: "orphan"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if leaks, _ := e2eenv.Leaks(orphan); len(leaks) == 0 {
+		t.Fatal("the simulated half-made pod has no mounts")
+	}
+	if err := p.daemon.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.reconnect(t)
+	if leaks, _ := e2eenv.Leaks(orphan); len(leaks) > 0 {
+		t.Fatalf("half-made pod not cleaned up: %v", leaks)
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Fatalf("half-made pod directory still there: %v", err)
+	}
+	if !strings.Contains(p.daemon.Log(), "removed half-made pod sandbox") {
+		t.Error("recovery did not log the cleanup")
+	}
+}
