@@ -64,3 +64,9 @@ clean:
 bench-pull: deps build
 	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
 	$(GO) run ./bench/pull -berth bin/berth
+
+# Memory of the per-pod monitor with two running containers (issue #4's goal:
+# RSS <= 4 MB, private <= 1.5 MB).
+.PHONY: bench-monitor-mem
+bench-monitor-mem: build bin/testbin
+	$(GO) run ./bench/monitormem -berth bin/berth -testbin bin/testbin -pods 3

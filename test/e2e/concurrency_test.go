@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
+)
+
+// TestManyPodsInParallel creates, starts, stops and removes 50 pods of two
+// containers each, all at once, then checks that nothing is left: no mount,
+// no monitor, no pod or container directory.
+func TestManyPodsInParallel(t *testing.T) {
+	p := newPodEnv(t)
+	const pods = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, pods)
+	for i := range pods {
+		wg.Go(func() {
+			if err := p.podRoundTrip(t, fmt.Sprintf("par-%02d", i)); err != nil {
+				errs <- fmt.Errorf("pod %d: %w", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	list, err := p.runtime.ListPodSandbox(t.Context(), &runtime.ListPodSandboxRequest{})
+	if err != nil || len(list.Items) != 0 {
+		t.Fatalf("pods left: %v, %v", list, err)
+	}
+	leaks, err := e2eenv.Leaks(filepath.Dir(p.daemon.Root))
+	if err != nil || len(leaks) > 0 {
+		t.Fatalf("leaked (%v):\n%s", err, strings.Join(leaks, "\n"))
+	}
+	for _, dir := range []string{"pods", "containers"} {
+		if n := countDirs(t, filepath.Join(p.daemon.State, dir)); n != 0 {
+			t.Errorf("%d entries left in state/%s", n, dir)
+		}
+	}
+	// Containers of pods without a cgroup parent live under /berth in every
+	// hierarchy (v1 controllers, or the v2 unified tree).
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/berth")
+	parents = append(parents, "/sys/fs/cgroup/berth")
+	for _, parent := range parents {
+		entries, _ := os.ReadDir(parent)
+		for _, e := range entries {
+			if e.IsDir() {
+				t.Errorf("cgroup left: %s/%s", parent, e.Name())
+			}
+		}
+	}
+}
+
+func (p *podEnv) podRoundTrip(t *testing.T, name string) error {
+	ctx := t.Context()
+	cfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "par", Uid: name}}
+	pod, err := p.runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, c := range []string{"a", "b"} {
+		ctr, err := p.runtime.CreateContainer(ctx, &runtime.CreateContainerRequest{
+			PodSandboxId: pod.PodSandboxId, SandboxConfig: cfg,
+			Config: &runtime.ContainerConfig{
+				Metadata: &runtime.ContainerMetadata{Name: c},
+				Image:    &runtime.ImageSpec{Image: busyboxImage},
+				Command:  []string{"sleep", "1000"},
+			},
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := p.runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
+			return err
+		}
+		ids = append(ids, ctr.ContainerId)
+	}
+	for _, id := range ids {
+		if _, err := p.runtime.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: id, Timeout: 0}); err != nil {
+			return err
+		}
+		if _, err := p.runtime.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: id}); err != nil {
+			return err
+		}
+	}
+	if _, err := p.runtime.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		return err
+	}
+	_, err = p.runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+	return err
+}
