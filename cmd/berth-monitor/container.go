@@ -54,6 +54,7 @@ type monitor struct {
 	mu          sync.Mutex
 	containers  map[string]*container // guarded by mu
 	subscribers map[chan api.Event]bool
+	pausePid    int // the shared PID namespace's init, 0 if none; guarded by mu
 }
 
 // start creates and starts a container from its bundle with runc, its

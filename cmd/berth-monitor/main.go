@@ -42,7 +42,12 @@ func main() {
 	socket := flag.String("socket", "", "unix socket to serve the daemon on")
 	runcPath := flag.String("runc", "runc", "OCI runtime binary")
 	runcRoot := flag.String("runc-root", "/run/runc", "runc --root")
+	pause := flag.Bool("pause", false, "be the init of a shared pod PID namespace (started by the monitor itself)")
 	flag.Parse()
+	if *pause {
+		pauseLoop()
+		return
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := run(*socket, *runcPath, *runcRoot, logger); err != nil {
 		logger.Error("monitor exiting", "error", err)
@@ -137,10 +142,13 @@ func (m *monitor) serve(conn net.Conn, shutdown func()) {
 		err = m.reopen(req)
 	case api.OpState:
 		resp.Containers = m.states()
+	case api.OpPause:
+		resp.Pid, err = m.startPause()
 	case api.OpShutdown:
 		if n := m.running(); n > 0 {
 			err = fmt.Errorf("%d containers still running", n)
 		} else {
+			m.stopPause()
 			defer shutdown()
 		}
 	default:

@@ -40,6 +40,10 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err := proto.Unmarshal(sb.Config, &podCfg); err != nil {
 		return nil, fmt.Errorf("decode pod config: %w", err)
 	}
+	pidNS := ""
+	if sb.PausePid > 0 {
+		pidNS = fmt.Sprintf("/proc/%d/ns/pid", sb.PausePid)
+	}
 	img, err := s.images.Get(cfg.GetImage().GetImage())
 	if errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("image %q is not present: pull it first: %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound)
@@ -100,7 +104,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		Image:  img.Config,
 		Pod: spec.Pod{
 			ID: sb.ID, Config: &podCfg,
-			NetNS: sb.Paths.NetNS, IPCNS: sb.Paths.IPCNS, UTSNS: sb.Paths.UTSNS,
+			NetNS: sb.Paths.NetNS, IPCNS: sb.Paths.IPCNS, UTSNS: sb.Paths.UTSNS, PIDNS: pidNS,
 			Hostname: sb.Paths.Hostname, Hosts: sb.Paths.Hosts, ResolvConf: sb.Paths.ResolvConf, Shm: sb.Paths.Shm,
 			CgroupParent: sb.CgroupParent,
 		},

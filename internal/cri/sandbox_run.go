@@ -90,6 +90,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		return nil, err
 	}
 	sb.MonitorPid = pid
+	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD {
+		if sb.PausePid, err = (monitor.Client{Socket: sb.MonitorSocket}).Pause(ctx); err != nil {
+			return nil, fmt.Errorf("start the pod's PID namespace init: %w", err)
+		}
+	}
 	sb.Ready = true
 	if err := s.store.Sandboxes.Add(sb); err != nil {
 		return nil, err

@@ -158,6 +158,13 @@ func (c Client) State(ctx context.Context) ([]api.Container, error) {
 	return resp.Containers, err
 }
 
+// Pause starts the init of the pod's shared PID namespace and returns its
+// PID; repeated calls return the same process.
+func (c Client) Pause(ctx context.Context) (int, error) {
+	resp, err := c.call(ctx, api.Request{Op: api.OpPause})
+	return resp.Pid, err
+}
+
 // Shutdown asks the monitor to exit; it refuses while a container runs.
 func (c Client) Shutdown(ctx context.Context) error {
 	_, err := c.call(ctx, api.Request{Op: api.OpShutdown})

@@ -24,6 +24,9 @@ type Sandbox struct {
 	// MonitorSocket and MonitorPid locate the pod's monitor process.
 	MonitorSocket string `json:"monitor_socket,omitempty"`
 	MonitorPid    int    `json:"monitor_pid,omitempty"`
+	// PausePid is the init of the pod's shared PID namespace (0 unless
+	// namespace_options.pid is POD); a child of the monitor.
+	PausePid int `json:"pause_pid,omitempty"`
 }
 
 // SandboxPaths are the host paths a sandbox made (see internal/sandbox). A

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -244,5 +245,49 @@ func TestPodLifecycle(t *testing.T) {
 	}
 	if _, err := p.runtime.RemovePodSandbox(t.Context(), &runtime.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestSharedPodPIDNamespace(t *testing.T) {
+	p := newPodEnv(t)
+	cfg := &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: "shared-pid", Namespace: "e2e", Uid: "shared-pid"},
+		Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD},
+		}},
+	}
+	pod, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i, name := range []string{"sleeper", "looker"} {
+		resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
+			PodSandboxId: pod.PodSandboxId, SandboxConfig: cfg,
+			Config: &runtime.ContainerConfig{
+				Metadata: &runtime.ContainerMetadata{Name: name},
+				Image:    &runtime.ImageSpec{Image: busyboxImage},
+				Command:  []string{"sleep", fmt.Sprint(1001 + i)},
+				Linux: &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
+					NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD},
+				}},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.start(t, resp.ContainerId)
+		ids = append(ids, resp.ContainerId)
+	}
+	ex, err := p.runtime.ExecSync(t.Context(), &runtime.ExecSyncRequest{ContainerId: ids[1], Cmd: []string{"sh", "-c", "ps -o args; cat /proc/1/cmdline"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(ex.Stdout)
+	if !strings.Contains(out, "sleep 1001") || !strings.Contains(out, "sleep 1002") {
+		t.Errorf("containers do not see each other's processes:\n%s", out)
+	}
+	if !strings.Contains(out, "--pause") {
+		t.Errorf("PID 1 of the pod is not the pause process:\n%s", out)
 	}
 }

@@ -15,7 +15,8 @@ const (
 	OpReopen   = "reopen"   // reopen a container's log file
 	OpState    = "state"    // every container the monitor knows; Response.Containers
 	OpEvents   = "events"   // stream exit events
-	OpShutdown = "shutdown" // exit once no container runs
+	OpShutdown = "shutdown" // exit once no container runs (ending the pause process)
+	OpPause    = "pause"    // start (once) the init of a shared pod PID namespace; Response.Pid
 )
 
 // Request is one call.

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+)
+
+// startPause starts, once, the init process of the pod's shared PID
+// namespace: this binary again, with --pause, in a new PID namespace.
+// Containers join it through /proc/PID/ns/pid. It is the monitor's child,
+// so it outlives the daemon as the containers do.
+func (m *monitor) startPause() (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pausePid != 0 {
+		return m.pausePid, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(self, "--pause")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	if _, err := m.reaper.Start(cmd); err != nil {
+		return 0, err
+	}
+	m.pausePid = cmd.Process.Pid
+	return m.pausePid, nil
+}
+
+// stopPause ends the pause process, if one runs.
+func (m *monitor) stopPause() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pausePid != 0 {
+		_ = syscall.Kill(m.pausePid, syscall.SIGKILL)
+		m.pausePid = 0
+	}
+}
+
+// pauseLoop is the pause process: PID 1 of the pod's PID namespace. It
+// reaps the orphans the namespace hands it and exits on SIGTERM or SIGINT.
+func pauseLoop() {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT)
+	for s := range sigs {
+		if s != syscall.SIGCHLD {
+			return
+		}
+		for {
+			var ws syscall.WaitStatus
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			if pid <= 0 || errors.Is(err, syscall.ECHILD) || err != nil {
+				break
+			}
+		}
+	}
+}
