@@ -202,13 +202,21 @@ func TestPodLifecycle(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("ExecSync timeout: err = %v", err)
 	}
-	// sleep is PID 1 without a SIGTERM handler, so the kernel ignores
-	// SIGTERM: the stop must wait out the timeout, then SIGKILL.
-	start := time.Now()
-	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: long, Timeout: 2}); err != nil {
+	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: long, Timeout: 0}); err != nil {
 		t.Fatal(err)
 	}
-	st = p.status(t, long)
+	if st := p.status(t, long); st.State != runtime.ContainerState_CONTAINER_EXITED || st.ExitCode != 137 {
+		t.Fatalf("after StopContainer with timeout 0: %v, exit %d; want killed at once", st.State, st.ExitCode)
+	}
+
+	t.Log("a container that ignores SIGTERM is killed after the timeout")
+	stubborn := p.createContainer(t, podID, podCfg, "stubborn", "sh", "-c", "trap '' TERM; while true; do sleep 1; done")
+	p.start(t, stubborn)
+	start := time.Now()
+	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: stubborn, Timeout: 2}); err != nil {
+		t.Fatal(err)
+	}
+	st = p.status(t, stubborn)
 	if st.State != runtime.ContainerState_CONTAINER_EXITED || st.ExitCode != 137 {
 		t.Fatalf("after StopContainer: %v, exit %d; want exited by SIGKILL", st.State, st.ExitCode)
 	}
@@ -232,10 +240,10 @@ func TestPodLifecycle(t *testing.T) {
 	}
 
 	list, err := p.runtime.ListContainers(t.Context(), &runtime.ListContainersRequest{Filter: &runtime.ContainerFilter{PodSandboxId: podID}})
-	if err != nil || len(list.Containers) != 4 {
+	if err != nil || len(list.Containers) != 5 {
 		t.Fatalf("ListContainers = %v, %v", list, err)
 	}
-	for _, id := range []string{done, fail, long, polite} {
+	for _, id := range []string{done, fail, long, stubborn, polite} {
 		if _, err := p.runtime.RemoveContainer(t.Context(), &runtime.RemoveContainerRequest{ContainerId: id}); err != nil {
 			t.Fatal(err)
 		}
