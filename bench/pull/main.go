@@ -13,10 +13,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -24,9 +22,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"google.golang.org/grpc"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/bench/benchenv"
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
@@ -84,17 +82,17 @@ func run(berthBin, containerdBin string, iterations, layers, layerMB int) error 
 		return err
 	}
 	defer bd.Stop()
-	cd, err := startContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), hosts)
+	cd, err := benchenv.StartContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), hosts, "")
 	if err != nil {
 		return err
 	}
-	defer cd.stop()
+	defer cd.Stop()
 
 	targets := []struct {
 		name   string
 		socket string
 		times  []time.Duration
-	}{{name: "berth", socket: bd.Socket}, {name: "containerd", socket: cd.socket}}
+	}{{name: "berth", socket: bd.Socket}, {name: "containerd", socket: cd.Socket}}
 	for i := range iterations {
 		for j := range targets {
 			t := &targets[(i+j)%len(targets)]
@@ -156,65 +154,4 @@ func coldPull(ctx context.Context, socket, ref string) (time.Duration, error) {
 		return 0, fmt.Errorf("remove after pull: %w", err)
 	}
 	return d, nil
-}
-
-type containerd struct {
-	cmd    *exec.Cmd
-	socket string
-}
-
-// startContainerd runs containerd with a private root, state and socket, its
-// CRI plugin reading the same hosts.toml directory as berth.
-func startContainerd(ctx context.Context, bin, dir, hosts string) (*containerd, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	socket := filepath.Join(dir, "containerd.sock")
-	cfg := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-[grpc]
-  address = %q
-[plugins."io.containerd.grpc.v1.cri"]
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, hosts)
-	cfgPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start containerd: %w", err)
-	}
-	c := &containerd{cmd: cmd, socket: socket}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := e2eenv.Dial(socket)
-		if err == nil {
-			_, err = runtime.NewRuntimeServiceClient(conn).Version(ctx, &runtime.VersionRequest{}, grpc.WaitForReady(false))
-			conn.Close()
-			if err == nil {
-				return c, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			c.stop()
-			return nil, fmt.Errorf("containerd did not serve CRI within 30s: %v (log: %s)", err, logf.Name())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (c *containerd) stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	_ = c.cmd.Wait()
 }

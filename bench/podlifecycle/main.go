@@ -1,0 +1,237 @@
+// Command podlifecycle times the pod and container lifecycle through CRI,
+// berth against containerd (Debian's 1.6 package) in the same run, serially:
+// RunPodSandbox, CreateContainer, StartContainer, StopContainer (timeout 0),
+// RemoveContainer, StopPodSandbox, RemovePodSandbox. containerd runs its
+// pause container and the bridge + portmap + loopback CNI network; berth
+// has no CNI yet (issue #5) and no pause container by design.
+//
+//	go run ./bench/podlifecycle -berth bin/berth -testbin bin/testbin -iterations 20
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/bench/benchenv"
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
+	"github.com/berth-cri/berth/test/e2e/testimages"
+)
+
+const busybox = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
+
+var steps = []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"}
+
+func main() {
+	berth := flag.String("berth", "bin/berth", "berth binary")
+	testbin := flag.String("testbin", "bin/testbin", "static testbin for the images")
+	containerd := flag.String("containerd", "/usr/bin/containerd", "containerd binary")
+	cache := flag.String("cache", "/var/cache/berth-e2e", "e2e cache (busybox package)")
+	iterations := flag.Int("iterations", 20, "pods per runtime")
+	flag.Parse()
+	if err := run(*berth, *testbin, *containerd, *cache, *iterations); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/podlifecycle:", err)
+		os.Exit(1)
+	}
+}
+
+func run(berthBin, testbin, containerdBin, cache string, iterations int) error {
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "berth-bench-pods-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	reg, err := e2eenv.StartRegistry()
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	bb, err := testimages.ExtractBusybox(ctx, cache)
+	if err != nil {
+		return err
+	}
+	images, err := testimages.Build(ctx, testimages.Sources{BusyboxRoot: bb, Testbin: testbin})
+	if err != nil {
+		return err
+	}
+	if err := testimages.Push(ctx, reg.Host, images); err != nil {
+		return err
+	}
+	hosts := filepath.Join(work, "hosts")
+	if err := e2eenv.WriteHostsDir(hosts, reg.Host, testimages.MirroredHosts); err != nil {
+		return err
+	}
+	netd := filepath.Join(work, "net.d")
+	if err := e2eenv.WriteCNIConfig(netd); err != nil {
+		return err
+	}
+	bd, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
+		Binary: berthBin, Dir: filepath.Join(work, "berth"), RegistryConfigPath: hosts,
+		CNIConfDir: filepath.Join(work, "berth-net.d"), CNIBinDirs: []string{"/usr/lib/cni"},
+	})
+	if err != nil {
+		return err
+	}
+	defer bd.Stop()
+	cd, err := benchenv.StartContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), hosts, netd)
+	if err != nil {
+		return err
+	}
+	defer cd.Stop()
+
+	type target struct {
+		name   string
+		socket string
+		times  map[string][]time.Duration
+	}
+	targets := []*target{{name: "berth", socket: bd.Socket}, {name: "containerd", socket: cd.Socket}}
+	for _, t := range targets {
+		t.times = map[string][]time.Duration{}
+		if err := prepare(ctx, t.socket); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	for i := range iterations {
+		for j := range targets {
+			t := targets[(i+j)%len(targets)]
+			if err := cycle(ctx, t.socket, i, t.times); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+	}
+	fmt.Printf("pod + container lifecycle through CRI, %d serial iterations each (ms: median / p90)\n", iterations)
+	fmt.Printf("  %-18s %16s %16s %8s\n", "step", "berth", "containerd", "ratio")
+	lifecycle := map[string][]time.Duration{}
+	for _, step := range append(slices.Clone(steps), "container lifecycle") {
+		var cells []string
+		var medians []time.Duration
+		for _, t := range targets {
+			ds := t.times[step]
+			if step == "container lifecycle" {
+				ds = lifecycle[t.name]
+			}
+			med, p90 := percentile(ds, 50), percentile(ds, 90)
+			medians = append(medians, med)
+			cells = append(cells, fmt.Sprintf("%6.1f / %6.1f", ms(med), ms(p90)))
+		}
+		fmt.Printf("  %-18s %16s %16s %8.2f\n", step, cells[0], cells[1], float64(medians[0])/float64(medians[1]))
+		if step == "RemovePodSandbox" {
+			for _, t := range targets {
+				for k := range t.times["CreateContainer"] {
+					lifecycle[t.name] = append(lifecycle[t.name], t.times["CreateContainer"][k]+t.times["StartContainer"][k]+t.times["StopContainer"][k]+t.times["RemoveContainer"][k])
+				}
+			}
+		}
+	}
+	fmt.Println("  (container lifecycle = create + start + stop + remove, summed per iteration)")
+	fmt.Println("  containerd: pause container + CNI bridge/portmap/loopback; berth: pinned namespaces, no CNI (issue #5)")
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// prepare pulls the images both runtimes need, so no pull is timed.
+func prepare(ctx context.Context, socket string) error {
+	conn, err := e2eenv.Dial(socket)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	is := runtime.NewImageServiceClient(conn)
+	for _, ref := range []string{busybox, "registry.k8s.io/pause:3.6"} {
+		if _, err := is.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: ref}}); err != nil {
+			return fmt.Errorf("pull %s: %w", ref, err)
+		}
+	}
+	return nil
+}
+
+// cycle runs one pod with one container through its whole life, timing
+// each call.
+func cycle(ctx context.Context, socket string, i int, times map[string][]time.Duration) error {
+	conn, err := e2eenv.Dial(socket)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rt := runtime.NewRuntimeServiceClient(conn)
+	timed := func(step string, f func() error) error {
+		start := time.Now()
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w", step, err)
+		}
+		times[step] = append(times[step], time.Since(start))
+		return nil
+	}
+	cfg := &runtime.PodSandboxConfig{
+		Metadata:     &runtime.PodSandboxMetadata{Name: fmt.Sprintf("bench-%d", i), Namespace: "bench", Uid: fmt.Sprintf("bench-%d", i)},
+		Linux:        &runtime.LinuxPodSandboxConfig{},
+		LogDirectory: "",
+	}
+	var podID, ctrID string
+	if err := timed("RunPodSandbox", func() error {
+		r, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
+		podID = r.GetPodSandboxId()
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := timed("CreateContainer", func() error {
+		r, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: podID, SandboxConfig: cfg,
+			Config: &runtime.ContainerConfig{
+				Metadata: &runtime.ContainerMetadata{Name: "c"},
+				Image:    &runtime.ImageSpec{Image: busybox},
+				Command:  []string{"sleep", "1000"},
+			}})
+		ctrID = r.GetContainerId()
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, s := range []struct {
+		step string
+		f    func() error
+	}{
+		{"StartContainer", func() error {
+			_, err := rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctrID})
+			return err
+		}},
+		{"StopContainer", func() error {
+			_, err := rt.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: ctrID, Timeout: 0})
+			return err
+		}},
+		{"RemoveContainer", func() error {
+			_, err := rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: ctrID})
+			return err
+		}},
+		{"StopPodSandbox", func() error {
+			_, err := rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: podID})
+			return err
+		}},
+		{"RemovePodSandbox", func() error {
+			_, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: podID})
+			return err
+		}},
+	} {
+		if err := timed(s.step, s.f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
