@@ -34,6 +34,11 @@ type container struct {
 	pid    int
 	log    *crilog.File   // nil when the container has no log path
 	output sync.WaitGroup // the stdout and stderr copiers
+	// ownPIDNS is true when the container has a PID namespace of its own:
+	// killing its init then kills every process, no runc kill --all needed.
+	ownPIDNS bool
+	// released is closed once runc's state and cgroup are gone after exit.
+	released chan struct{}
 
 	mu   sync.Mutex
 	exit *api.Exit // set once the init process has exited; guarded by mu
@@ -69,8 +74,10 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 		return 0, fmt.Errorf("container %s already started", req.ID)
 	}
 	c := &container{
-		id:     req.ID,
-		bundle: req.Bundle,
+		id:       req.ID,
+		bundle:   req.Bundle,
+		ownPIDNS: ownPIDNamespace(req.Bundle),
+		released: make(chan struct{}),
 		runc: &runc.Runc{
 			Command:   m.runcPath,
 			Root:      m.runcRoot,
@@ -176,15 +183,18 @@ func (m *monitor) waitExit(c *container, exited chan runc.Exit) {
 	if err := writeJSONAtomic(filepath.Join(c.bundle, api.ExitFile), exit); err != nil {
 		m.logger.Error("write exit record", "id", c.id, "error", err)
 	}
-	if err := c.runc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true}); err != nil {
-		m.logger.Warn("runc delete after exit", "id", c.id, "error", err)
-	}
 	c.mu.Lock()
 	c.exit = &exit
 	c.mu.Unlock()
 	c.log.Close()
 	m.logger.Info("container exited", "id", c.id, "code", exit.Code, "oom", exit.OOMKilled)
+	// The exit is durable now: report it before runc's cleanup, which the
+	// stopping client need not wait for. Delete waits for it instead.
 	m.publish(api.Event{ID: c.id, Exit: exit})
+	if err := c.runc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true}); err != nil {
+		m.logger.Warn("runc delete after exit", "id", c.id, "error", err)
+	}
+	close(c.released)
 }
 
 func (m *monitor) publish(ev api.Event) {
@@ -224,7 +234,7 @@ func (m *monitor) kill(ctx context.Context, req api.Request) error {
 	if err := syscall.Kill(c.pid, syscall.Signal(req.Signal)); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill %d: %w", c.pid, err)
 	}
-	if req.All {
+	if req.All && !c.ownPIDNS {
 		if err := c.runc.Kill(ctx, c.id, req.Signal, &runc.KillOpts{All: true}); err != nil && c.state().Running && processAlive(c.pid) {
 			return fmt.Errorf("runc kill --all: %s", runcError(c.runc.Log, err))
 		}
@@ -251,6 +261,11 @@ func (m *monitor) delete(req api.Request) error {
 	}
 	if c.state().Running {
 		return fmt.Errorf("container %s is running", c.id)
+	}
+	select {
+	case <-c.released:
+	case <-time.After(time.Minute):
+		return fmt.Errorf("container %s: runc delete still running after a minute", c.id)
 	}
 	m.mu.Lock()
 	delete(m.containers, req.ID)
@@ -294,6 +309,26 @@ func (m *monitor) running() int {
 		}
 	}
 	return n
+}
+
+// ownPIDNamespace reports whether the bundle's spec gives the container a
+// new PID namespace (a pid entry without a path).
+func ownPIDNamespace(bundle string) bool {
+	var spec struct {
+		Linux struct {
+			Namespaces []struct{ Type, Path string } `json:"namespaces"`
+		} `json:"linux"`
+	}
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil || json.Unmarshal(b, &spec) != nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == "pid" {
+			return ns.Path == ""
+		}
+	}
+	return false
 }
 
 // oomKilled reports whether the kernel's OOM killer acted in the

@@ -45,6 +45,9 @@ func Open(path string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	// bbolt's default 10ms batch window put 10ms on every create and
+	// remove; 1ms still lets concurrent writers share one fsync.
+	db.MaxBatchDelay = time.Millisecond
 	s := &Store{
 		db:         db,
 		Sandboxes:  newTable[Sandbox](db, "sandboxes", "pod sandbox"),
