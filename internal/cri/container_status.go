@@ -69,6 +69,9 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatu
 			st.StopSignal = runtime.Signal(sig)
 		}
 	}
+	if u := specUser(c.Bundle); u != nil {
+		st.User = &runtime.ContainerUser{Linux: u}
+	}
 	resp := &runtime.ContainerStatusResponse{Status: st}
 	if r.GetVerbose() {
 		info, err := s.containerInfo(c, &cfg)
@@ -78,6 +81,33 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatu
 		resp.Info = map[string]string{"info": info}
 	}
 	return resp, nil
+}
+
+// specUser is the user the container's process runs as, from its OCI spec:
+// what kubelet reports as the container's effective uid, gid and groups.
+func specUser(bundle string) *runtime.LinuxContainerUser {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil
+	}
+	var sp struct {
+		Process *struct {
+			User struct {
+				UID            uint32   `json:"uid"`
+				GID            uint32   `json:"gid"`
+				AdditionalGids []uint32 `json:"additionalGids"`
+			} `json:"user"`
+		} `json:"process"`
+	}
+	if json.Unmarshal(b, &sp) != nil || sp.Process == nil {
+		return nil
+	}
+	u := &runtime.LinuxContainerUser{Uid: int64(sp.Process.User.UID), Gid: int64(sp.Process.User.GID)}
+	u.SupplementalGroups = append(u.SupplementalGroups, int64(sp.Process.User.GID))
+	for _, g := range sp.Process.User.AdditionalGids {
+		u.SupplementalGroups = append(u.SupplementalGroups, int64(g))
+	}
+	return u
 }
 
 // containerInfo is the verbose JSON containerd's CRI gives, which tools

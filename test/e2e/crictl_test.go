@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
@@ -54,5 +57,50 @@ func TestCrictlImageCommands(t *testing.T) {
 	crictl(t, e.daemon, "rmi", "busybox:1.37")
 	if out := crictl(t, e.daemon, "images", "-q"); strings.TrimSpace(out) != "" {
 		t.Fatalf("crictl images after rmi:\n%s", out)
+	}
+}
+
+// TestCrictlPodCommands drives a pod through crictl as an operator would:
+// runp, create, start, ps, inspect, logs, exec, stop, rm, stopp, rmp.
+func TestCrictlPodCommands(t *testing.T) {
+	p := newPodEnv(t)
+	dir := t.TempDir()
+	logDir := filepath.Join(dir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	podJSON := filepath.Join(dir, "pod.json")
+	ctrJSON := filepath.Join(dir, "ctr.json")
+	os.WriteFile(podJSON, []byte(`{"metadata":{"name":"crictl-demo","namespace":"default","uid":"crictl-1"},"log_directory":"`+logDir+`"}`), 0o644)
+	os.WriteFile(ctrJSON, []byte(`{"metadata":{"name":"hello"},"image":{"image":"`+busyboxImage+`"},"command":["sh","-c","echo hello from berth; sleep 1000"],"log_path":"hello.log"}`), 0o644)
+
+	pod := strings.TrimSpace(crictl(t, p.daemon, "runp", podJSON))
+	ctr := strings.TrimSpace(crictl(t, p.daemon, "create", pod, ctrJSON, podJSON))
+	crictl(t, p.daemon, "start", ctr)
+	if out := crictl(t, p.daemon, "ps"); !strings.Contains(out, ctr[:13]) || !strings.Contains(out, "Running") {
+		t.Fatalf("crictl ps:\n%s", out)
+	}
+	if out := crictl(t, p.daemon, "inspect", ctr); !strings.Contains(out, `"state": "CONTAINER_RUNNING"`) || !strings.Contains(out, "runtimeSpec") {
+		t.Fatalf("crictl inspect:\n%s", out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(crictl(t, p.daemon, "logs", ctr), "hello from berth") {
+		if time.Now().After(deadline) {
+			t.Fatal("crictl logs never showed the container's output")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out := crictl(t, p.daemon, "exec", "--sync", ctr, "cat", "/etc/hostname"); strings.TrimSpace(out) == "" {
+		t.Fatalf("crictl exec printed nothing")
+	}
+	crictl(t, p.daemon, "stop", "--timeout", "0", ctr)
+	if out := crictl(t, p.daemon, "ps", "-a", "-q", "--state", "exited"); !strings.Contains(out, ctr) {
+		t.Fatalf("crictl ps --state exited:\n%s", out)
+	}
+	crictl(t, p.daemon, "rm", ctr)
+	crictl(t, p.daemon, "stopp", pod)
+	crictl(t, p.daemon, "rmp", pod)
+	if out := crictl(t, p.daemon, "pods", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("crictl pods after rmp:\n%s", out)
 	}
 }

@@ -160,6 +160,9 @@ func TestPodLifecycle(t *testing.T) {
 	if st.ExitCode != 0 || st.Reason != "Completed" || st.StartedAt == 0 || st.FinishedAt < st.StartedAt {
 		t.Fatalf("exited status = %+v", st)
 	}
+	if u := st.GetUser().GetLinux(); u == nil || u.Uid != 0 || u.Gid != 0 {
+		t.Errorf("user = %+v, want root", st.GetUser())
+	}
 	if st.Image.Image != busyboxImage || !strings.HasPrefix(st.ImageRef, "registry.k8s.io/e2e-test-images/busybox@sha256:") {
 		t.Errorf("image = %q, image_ref = %q", st.Image.Image, st.ImageRef)
 	}
