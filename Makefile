@@ -70,3 +70,9 @@ bench-pull: deps build
 .PHONY: bench-monitor-mem
 bench-monitor-mem: build bin/testbin
 	$(GO) run ./bench/monitormem -berth bin/berth -testbin bin/testbin -pods 3
+
+# Pod and container lifecycle through CRI, berth against containerd 1.6.
+.PHONY: bench-pods
+bench-pods: deps build bin/testbin
+	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
+	$(GO) run ./bench/podlifecycle -berth bin/berth -testbin bin/testbin -iterations 20

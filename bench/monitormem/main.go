@@ -17,12 +17,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
-	"github.com/berth-cri/berth/test/e2e/testimages"
 )
 
 const busybox = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
@@ -46,31 +43,12 @@ func run(berth, testbin, cache string, pods int) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	reg, err := e2eenv.StartRegistry()
+	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	bb, err := testimages.ExtractBusybox(ctx, cache)
-	if err != nil {
-		return err
-	}
-	images, err := testimages.Build(ctx, testimages.Sources{BusyboxRoot: bb, Testbin: testbin})
-	if err != nil {
-		return err
-	}
-	for _, img := range images {
-		if img.Refs[0] == busybox {
-			ref, _ := name.ParseReference(reg.Host+"/"+testimages.RepoPath(busybox), name.Insecure)
-			if err := remote.Write(ref, img.Image); err != nil {
-				return err
-			}
-		}
-	}
-	hosts := filepath.Join(work, "hosts")
-	if err := e2eenv.WriteHostsDir(hosts, reg.Host, testimages.MirroredHosts); err != nil {
-		return err
-	}
+	hosts := reg.HostsDir
 	d, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
 		Binary: berth, Dir: filepath.Join(work, "berth"), RegistryConfigPath: hosts,
 		CNIConfDir: filepath.Join(work, "net.d"), CNIBinDirs: []string{"/usr/lib/cni"},

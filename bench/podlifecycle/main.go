@@ -21,7 +21,6 @@ import (
 
 	"github.com/berth-cri/berth/bench/benchenv"
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
-	"github.com/berth-cri/berth/test/e2e/testimages"
 )
 
 const busybox = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
@@ -48,26 +47,12 @@ func run(berthBin, testbin, containerdBin, cache string, iterations int) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	reg, err := e2eenv.StartRegistry()
+	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	bb, err := testimages.ExtractBusybox(ctx, cache)
-	if err != nil {
-		return err
-	}
-	images, err := testimages.Build(ctx, testimages.Sources{BusyboxRoot: bb, Testbin: testbin})
-	if err != nil {
-		return err
-	}
-	if err := testimages.Push(ctx, reg.Host, images); err != nil {
-		return err
-	}
-	hosts := filepath.Join(work, "hosts")
-	if err := e2eenv.WriteHostsDir(hosts, reg.Host, testimages.MirroredHosts); err != nil {
-		return err
-	}
+	hosts := reg.HostsDir
 	netd := filepath.Join(work, "net.d")
 	if err := e2eenv.WriteCNIConfig(netd); err != nil {
 		return err

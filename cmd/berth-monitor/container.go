@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/crilog"
 	"github.com/berth-cri/berth/internal/monitor/api"
+	"github.com/berth-cri/berth/internal/runclog"
 )
 
 // drainTimeout bounds how long an exit waits for the container's output
@@ -390,25 +391,12 @@ func readPid(path string) (int, error) {
 	return pid, nil
 }
 
-// runcError returns the last error runc logged (its JSON log), or err.
+// runcError returns the last error runc logged, or err.
 func runcError(logPath string, err error) string {
-	f, ferr := os.Open(logPath)
-	if ferr != nil {
-		return err.Error()
+	if msg := runclog.LastError(logPath); msg != "" {
+		return msg
 	}
-	defer f.Close()
-	msg := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var entry struct{ Level, Msg string }
-		if json.Unmarshal(sc.Bytes(), &entry) == nil && entry.Level == "error" {
-			msg = entry.Msg
-		}
-	}
-	if msg == "" {
-		return err.Error()
-	}
-	return msg
+	return err.Error()
 }
 
 func writeJSONAtomic(path string, v any) error {

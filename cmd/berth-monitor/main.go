@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/monitor/api"
+	"github.com/berth-cri/berth/internal/pause"
 )
 
 // execCmd names exec.Cmd for pipeIO's method set (runc.IO).
@@ -42,10 +43,10 @@ func main() {
 	socket := flag.String("socket", "", "unix socket to serve the daemon on")
 	runcPath := flag.String("runc", "runc", "OCI runtime binary")
 	runcRoot := flag.String("runc-root", "/run/runc", "runc --root")
-	pause := flag.Bool("pause", false, "be the init of a shared pod PID namespace (started by the monitor itself)")
+	pauseMode := flag.Bool("pause", false, "be the init of a shared pod PID namespace (started by the monitor itself)")
 	flag.Parse()
-	if *pause {
-		pauseLoop()
+	if *pauseMode {
+		pause.Run()
 		return
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"os/exec"
-	"os/signal"
 	"syscall"
 )
 
@@ -38,24 +36,5 @@ func (m *monitor) stopPause() {
 	if m.pausePid != 0 {
 		_ = syscall.Kill(m.pausePid, syscall.SIGKILL)
 		m.pausePid = 0
-	}
-}
-
-// pauseLoop is the pause process: PID 1 of the pod's PID namespace. It
-// reaps the orphans the namespace hands it and exits on SIGTERM or SIGINT.
-func pauseLoop() {
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT)
-	for s := range sigs {
-		if s != syscall.SIGCHLD {
-			return
-		}
-		for {
-			var ws syscall.WaitStatus
-			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-			if pid <= 0 || errors.Is(err, syscall.ECHILD) || err != nil {
-				break
-			}
-		}
 	}
 }

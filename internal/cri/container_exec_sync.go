@@ -20,6 +20,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/runclog"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -140,7 +141,7 @@ func execExitCode(err error, runcLog string) (int32, error) {
 		return 0, fmt.Errorf("runc exec: %w", err)
 	}
 	if exitErr.Status == 255 {
-		msg := runcLastError(runcLog)
+		msg := runclog.LastError(runcLog)
 		switch {
 		case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
 			return 127, nil
@@ -149,21 +150,6 @@ func execExitCode(err error, runcLog string) (int32, error) {
 		}
 	}
 	return int32(exitErr.Status), nil
-}
-
-func runcLastError(logPath string) string {
-	b, err := os.ReadFile(logPath)
-	if err != nil {
-		return ""
-	}
-	msg := ""
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		var e struct{ Level, Msg string }
-		if json.Unmarshal(line, &e) == nil && e.Level == "error" {
-			msg = e.Msg
-		}
-	}
-	return msg
 }
 
 func readPidFile(path string) (int, error) {

@@ -26,7 +26,6 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
-	"github.com/berth-cri/berth/test/e2e/testimages"
 )
 
 func logf(format string, args ...any) {
@@ -96,28 +95,13 @@ func run(ctx context.Context, o options) error {
 		}
 	}()
 
-	reg, err := e2eenv.StartRegistry()
+	reg, err := e2eenv.ServeTestImages(ctx, o.cache, o.testbin, filepath.Join(work, "hosts"))
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	start := time.Now()
-	bb, err := testimages.ExtractBusybox(ctx, o.cache)
-	if err != nil {
-		return err
-	}
-	images, err := testimages.Build(ctx, testimages.Sources{BusyboxRoot: bb, Testbin: o.testbin})
-	if err != nil {
-		return err
-	}
-	if err := testimages.Push(ctx, reg.Host, images); err != nil {
-		return err
-	}
-	hosts := filepath.Join(work, "hosts")
-	if err := e2eenv.WriteHostsDir(hosts, reg.Host, testimages.MirroredHosts); err != nil {
-		return err
-	}
-	logf("built and pushed %d test images to %s in %s", len(images), reg.Host, time.Since(start).Round(time.Millisecond))
+	hosts := reg.HostsDir
+	logf("built and pushed %d test images to %s in %s", len(reg.Images), reg.Host, reg.BuildTime.Round(time.Millisecond))
 
 	netd := filepath.Join(work, "net.d")
 	if err := e2eenv.WriteCNIConfig(netd); err != nil {

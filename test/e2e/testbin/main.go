@@ -22,6 +22,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/berth-cri/berth/internal/pause"
 )
 
 func main() {
@@ -40,7 +42,7 @@ func main() {
 	case "ipcs":
 		err = ipcs()
 	case "pause":
-		pause()
+		pause.Run()
 	default:
 		err = fmt.Errorf("testbin: unknown program %q", name)
 	}
@@ -85,24 +87,6 @@ func nginx() error {
 		}
 	}()
 	return worker.Wait()
-}
-
-// pause waits for a termination signal. As a PID-namespace init it also
-// reaps orphans: Go's runtime does not, so SIGCHLD is handled here.
-func pause() {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
-	for s := range sigs {
-		if s != syscall.SIGCHLD {
-			return
-		}
-		for {
-			var ws syscall.WaitStatus
-			if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
-				break
-			}
-		}
-	}
 }
 
 // pgrep prints the PIDs of processes whose comm matches the pattern, and
