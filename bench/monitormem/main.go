@@ -49,9 +49,13 @@ func run(berth, testbin, cache string, pods int) error {
 	}
 	defer reg.Close()
 	hosts := reg.HostsDir
+	netd := filepath.Join(work, "net.d")
+	if err := e2eenv.WriteCNIConfig(netd); err != nil {
+		return err
+	}
 	d, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
 		Binary: berth, Dir: filepath.Join(work, "berth"), RegistryConfigPath: hosts,
-		CNIConfDir: filepath.Join(work, "net.d"), CNIBinDirs: []string{"/usr/lib/cni"},
+		CNIConfDir: netd, CNIBinDirs: []string{"/usr/lib/cni"},
 	})
 	if err != nil {
 		return err

@@ -32,6 +32,11 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 			return nil, err
 		}
 	}
+	// A pod removed without a stop, or after a restart, still releases
+	// its IP and rules.
+	if err := s.detachNetwork(ctx, sb); err != nil {
+		return nil, err
+	}
 	if err := s.stopMonitor(ctx, sb); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -66,6 +68,19 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		}
 	}()
 	sb.Paths = store.SandboxPaths(paths)
+	if sb.Paths.NetNS != "" {
+		if sb.IPs, err = s.network.Setup(ctx, podNetwork(sb, cfg)); err != nil {
+			return nil, fmt.Errorf("pod network: %w", err)
+		}
+		sb.NetworkAttached = true
+		defer func() {
+			if retErr != nil {
+				if err := s.network.Teardown(context.WithoutCancel(ctx), podNetwork(sb, cfg)); err != nil {
+					s.logger.Error("detach failed pod from its network", "id", sb.ID, "error", err)
+				}
+			}
+		}()
+	}
 	sb.MonitorSocket = s.monitorSocket(sb.ID)
 	if err := os.MkdirAll(filepath.Dir(sb.MonitorSocket), 0o700); err != nil {
 		return nil, err
@@ -102,6 +117,38 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	s.watch(ctx, sb.ID)
 	s.logger.InfoContext(ctx, "pod sandbox running", "id", sb.ID, "name", sb.UniqueName(), "monitor_pid", pid)
 	return &runtime.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
+}
+
+// podNetwork is what CNI is told about a pod.
+func podNetwork(sb store.Sandbox, cfg *runtime.PodSandboxConfig) network.Pod {
+	return network.Pod{
+		ID: sb.ID, Name: sb.Metadata.Name, Namespace: sb.Metadata.Namespace, UID: sb.Metadata.UID,
+		NetNS: sb.Paths.NetNS, Ports: cfg.GetPortMappings(), DNS: cfg.GetDnsConfig(),
+	}
+}
+
+// detachNetwork runs CNI DEL for an attached pod and records it.
+func (s *Service) detachNetwork(ctx context.Context, sb store.Sandbox) error {
+	if !sb.NetworkAttached {
+		return nil
+	}
+	var cfg runtime.PodSandboxConfig
+	if err := proto.Unmarshal(sb.Config, &cfg); err != nil {
+		return fmt.Errorf("decode config of pod %s: %w", sb.ID, err)
+	}
+	if err := s.network.Teardown(ctx, podNetwork(sb, &cfg)); err != nil {
+		if !errors.Is(err, network.ErrNoConfig) {
+			return fmt.Errorf("detach pod %s from its network: %w", sb.ID, err)
+		}
+		// Nothing can run DEL; keeping the pod forever would not free the
+		// IP either. Say so and go on.
+		s.logger.WarnContext(ctx, "pod network not detached: no CNI config", "id", sb.ID, "ips", sb.IPs)
+	}
+	_, err := s.store.Sandboxes.Update(sb.ID, func(sb store.Sandbox) (store.Sandbox, error) {
+		sb.NetworkAttached = false
+		return sb, nil
+	})
+	return err
 }
 
 func validatePodConfig(cfg *runtime.PodSandboxConfig) error {

@@ -32,7 +32,7 @@ func (s *Service) PodSandboxStatus(ctx context.Context, r *runtime.PodSandboxSta
 		Metadata:       podMetadata(sb),
 		State:          sandboxState(sb),
 		CreatedAt:      sb.CreatedAt.UnixNano(),
-		Network:        &runtime.PodSandboxNetworkStatus{},
+		Network:        podNetworkStatus(sb),
 		Linux:          &runtime.LinuxPodSandboxStatus{Namespaces: &runtime.Namespace{Options: nsOpts}},
 		Labels:         sb.Labels,
 		Annotations:    sb.Annotations,
@@ -88,6 +88,17 @@ func (s *Service) ListPodSandbox(ctx context.Context, r *runtime.ListPodSandboxR
 		})
 	}
 	return &runtime.ListPodSandboxResponse{Items: items}, nil
+}
+
+func podNetworkStatus(sb store.Sandbox) *runtime.PodSandboxNetworkStatus {
+	st := &runtime.PodSandboxNetworkStatus{}
+	if len(sb.IPs) > 0 {
+		st.Ip = sb.IPs[0]
+		for _, ip := range sb.IPs[1:] {
+			st.AdditionalIps = append(st.AdditionalIps, &runtime.PodIP{Ip: ip})
+		}
+	}
+	return st
 }
 
 func podMetadata(sb store.Sandbox) *runtime.PodSandboxMetadata {

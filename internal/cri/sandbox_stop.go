@@ -10,9 +10,9 @@ import (
 	"github.com/berth-cri/berth/internal/store"
 )
 
-// StopPodSandbox kills the pod's containers and marks it not ready. CRI
-// makes it idempotent: an unknown or stopped sandbox is fine. The pod's
-// namespaces stay until RemovePodSandbox.
+// StopPodSandbox kills the pod's containers, detaches it from its network
+// (CNI DEL) and marks it not ready. CRI makes it idempotent: an unknown or
+// stopped sandbox is fine. The pod's namespaces stay until RemovePodSandbox.
 func (s *Service) StopPodSandbox(ctx context.Context, r *runtime.StopPodSandboxRequest) (*runtime.StopPodSandboxResponse, error) {
 	sb, err := s.store.Sandboxes.Get(r.GetPodSandboxId())
 	if errdefs.IsNotFound(err) {
@@ -25,6 +25,9 @@ func (s *Service) StopPodSandbox(ctx context.Context, r *runtime.StopPodSandboxR
 		if err := s.stopContainer(ctx, c, 0, syscall.SIGKILL); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.detachNetwork(ctx, sb); err != nil {
+		return nil, err
 	}
 	if _, err := s.store.Sandboxes.Update(sb.ID, func(sb store.Sandbox) (store.Sandbox, error) {
 		sb.Ready = false

@@ -17,6 +17,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/netconf"
+	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
 )
@@ -68,6 +69,7 @@ type Service struct {
 	oomFloor      *int
 	capBounding   uint64
 	cgroupDriver  string
+	network       *network.Manager
 	exits         *exitWaiters
 	watchPods     chan string // pods for Run to watch
 
@@ -88,6 +90,7 @@ func New(opts Options) *Service {
 		oomFloor:      opts.OOMScoreAdjFloor,
 		capBounding:   opts.CapabilityBounding,
 		cgroupDriver:  sysinfo.CgroupDriver(opts.Config.Runtime.CgroupDriver),
+		network:       network.New(opts.Config.CNI.ConfDir, opts.Config.CNI.BinDirs),
 		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
 		watchPods:     make(chan string),
 	}

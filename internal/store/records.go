@@ -27,6 +27,10 @@ type Sandbox struct {
 	// PausePid is the init of the pod's shared PID namespace (0 unless
 	// namespace_options.pid is POD); a child of the monitor.
 	PausePid int `json:"pause_pid,omitempty"`
+	// NetworkAttached is true from a successful CNI ADD until its DEL; IPs
+	// are the pod's addresses, IPv4 first.
+	NetworkAttached bool     `json:"network_attached,omitempty"`
+	IPs             []string `json:"ips,omitempty"`
 }
 
 // SandboxPaths are the host paths a sandbox made (see internal/sandbox). A

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 // no monitor, no pod or container directory.
 func TestManyPodsInParallel(t *testing.T) {
 	p := newPodEnv(t)
+	vethsBefore := countVeths(t)
 	const pods = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, pods)
@@ -43,6 +45,12 @@ func TestManyPodsInParallel(t *testing.T) {
 	leaks, err := e2eenv.Leaks(filepath.Dir(p.daemon.Root))
 	if err != nil || len(leaks) > 0 {
 		t.Fatalf("leaked (%v):\n%s", err, strings.Join(leaks, "\n"))
+	}
+	if n := countVeths(t); n != vethsBefore {
+		t.Errorf("%d veth interfaces after, %d before", n, vethsBefore)
+	}
+	if files, _ := filepath.Glob("/var/lib/cni/networks/berth-e2e/10.*"); len(files) != 0 {
+		t.Errorf("IP reservations left: %v", files)
 	}
 	for _, dir := range []string{"pods", "containers"} {
 		if n := countDirs(t, filepath.Join(p.daemon.State, dir)); n != 0 {
@@ -101,4 +109,13 @@ func (p *podEnv) podRoundTrip(t *testing.T, name string) error {
 	}
 	_, err = p.runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 	return err
+}
+
+func countVeths(t *testing.T) int {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "link", "show", "type", "veth").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(out), "\n")
 }

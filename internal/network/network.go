@@ -1,0 +1,161 @@
+// Package network attaches pods to the CNI network: CNI ADD into the pod's
+// pinned network namespace with the kubelet's K8S_POD_* arguments and the
+// port-mapping capability, and CNI DEL on stop, through go-cni and the
+// plugins in cni.bin_dirs. The config is reloaded whenever the config file
+// chosen from cni.conf_dir changes, so a config dropped in later is used
+// without a restart.
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	gocni "github.com/containerd/go-cni"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/netconf"
+)
+
+// Pod identifies a pod to CNI plugins.
+type Pod struct {
+	ID, Name, Namespace, UID string
+	// NetNS is the pinned network namespace file.
+	NetNS string
+	Ports []*runtime.PortMapping
+	DNS   *runtime.DNSConfig
+}
+
+// Manager runs CNI for pods. Safe for concurrent use.
+type Manager struct {
+	confDir string
+	binDirs []string
+
+	mu     sync.Mutex
+	cni    gocni.CNI // guarded by mu; nil until a config loads
+	loaded string    // file@mtime of the loaded config; guarded by mu
+}
+
+// New returns a manager for the configs in confDir and plugins in binDirs.
+func New(confDir string, binDirs []string) *Manager {
+	return &Manager{confDir: confDir, binDirs: binDirs}
+}
+
+// current returns the CNI handle for the config currently chosen from the
+// directory, (re)loading it when the file or its modification time changed.
+func (m *Manager) current() (gocni.CNI, error) {
+	probe := netconf.Probe(m.confDir, m.binDirs)
+	if !probe.Ready {
+		return nil, fmt.Errorf("pod network not ready: %s: %w", probe.Message, errdefs.ErrFailedPrecondition)
+	}
+	fi, err := os.Stat(probe.File)
+	if err != nil {
+		return nil, fmt.Errorf("cni config: %w", err)
+	}
+	key := probe.File + "@" + fi.ModTime().Format(time.RFC3339Nano)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cni != nil && m.loaded == key {
+		return m.cni, nil
+	}
+	c, err := gocni.New(gocni.WithPluginConfDir(m.confDir), gocni.WithPluginDir(m.binDirs),
+		gocni.WithInterfacePrefix("eth"), gocni.WithMinNetworkCount(1))
+	if err != nil {
+		return nil, fmt.Errorf("cni: %w", err)
+	}
+	if err := c.Load(gocni.WithConfListFile(probe.File)); err != nil {
+		if err := c.Load(gocni.WithConfFile(probe.File)); err != nil {
+			return nil, fmt.Errorf("load cni config %s: %w", probe.File, err)
+		}
+	}
+	m.cni, m.loaded = c, key
+	return c, nil
+}
+
+func (p Pod) opts() []gocni.NamespaceOpts {
+	opts := []gocni.NamespaceOpts{gocni.WithLabels(map[string]string{
+		"K8S_POD_NAMESPACE":          p.Namespace,
+		"K8S_POD_NAME":               p.Name,
+		"K8S_POD_INFRA_CONTAINER_ID": p.ID,
+		"K8S_POD_UID":                p.UID,
+		"IgnoreUnknown":              "1",
+	})}
+	var ports []gocni.PortMapping
+	for _, pm := range p.Ports {
+		if pm.GetHostPort() <= 0 {
+			continue
+		}
+		ports = append(ports, gocni.PortMapping{
+			HostPort:      pm.GetHostPort(),
+			ContainerPort: pm.GetContainerPort(),
+			Protocol:      strings.ToLower(pm.GetProtocol().String()),
+			HostIP:        pm.GetHostIp(),
+		})
+	}
+	opts = append(opts, gocni.WithCapabilityPortMap(ports))
+	if d := p.DNS; d != nil {
+		opts = append(opts, gocni.WithCapabilityDNS(gocni.DNS{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}))
+	}
+	return opts
+}
+
+// Setup attaches the pod (CNI ADD) and returns its IP addresses, IPv4
+// first. On failure it detaches again, so no IP or rule is left.
+func (m *Manager) Setup(ctx context.Context, p Pod) ([]string, error) {
+	c, err := m.current()
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Setup(ctx, p.ID, p.NetNS, p.opts()...)
+	if err != nil {
+		_ = c.Remove(context.WithoutCancel(ctx), p.ID, p.NetNS, p.opts()...)
+		return nil, fmt.Errorf("cni add: %w", err)
+	}
+	var v4, v6 []string
+	for name, iface := range res.Interfaces {
+		if name == "lo" {
+			continue
+		}
+		for _, ipc := range iface.IPConfigs {
+			if ip := ipc.IP; ip != nil && !ip.IsLoopback() {
+				if ip.To4() != nil {
+					v4 = append(v4, ip.String())
+				} else {
+					v6 = append(v6, ip.String())
+				}
+			}
+		}
+	}
+	return append(v4, v6...), nil
+}
+
+// ErrNoConfig means no CNI config is loadable now, nor was one ever loaded
+// by this daemon: a detach cannot run.
+var ErrNoConfig = errors.New("no CNI config to run DEL with")
+
+// Teardown detaches the pod (CNI DEL). It is idempotent and works when the
+// namespace is already gone: the plugins still release the IP and rules.
+// If the config has since become unloadable, the last loaded one is used.
+func (m *Manager) Teardown(ctx context.Context, p Pod) error {
+	c, err := m.current()
+	if err != nil {
+		m.mu.Lock()
+		c = m.cni
+		m.mu.Unlock()
+		if c == nil {
+			return fmt.Errorf("%w: %v", ErrNoConfig, err)
+		}
+	}
+	if _, err := os.Stat(p.NetNS); err != nil {
+		p.NetNS = ""
+	}
+	if err := c.Remove(ctx, p.ID, p.NetNS, p.opts()...); err != nil {
+		return fmt.Errorf("cni del: %w", err)
+	}
+	return nil
+}
