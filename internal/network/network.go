@@ -8,6 +8,7 @@ package network
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -37,8 +38,32 @@ type Manager struct {
 	binDirs []string
 
 	mu     sync.Mutex
-	cni    gocni.CNI // guarded by mu; nil until a config loads
-	loaded string    // file@mtime of the loaded config; guarded by mu
+	cni    handles // guarded by mu; nil handles until a config loads
+	loaded string  // file@mtime of the loaded config; guarded by mu
+}
+
+// handles are the loaded network: full, and without the portmap plugin for
+// pods that map no host port. portmap does nothing for those on ADD, yet
+// its DEL costs several iptables runs; the same choice is made on ADD and
+// DEL, since both follow the pod's own port mappings.
+type handles struct {
+	full, noPortmap gocni.CNI
+}
+
+func (h handles) forPod(p Pod) gocni.CNI {
+	if h.noPortmap != nil && !p.hasHostPorts() {
+		return h.noPortmap
+	}
+	return h.full
+}
+
+func (p Pod) hasHostPorts() bool {
+	for _, pm := range p.Ports {
+		if pm.GetHostPort() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // New returns a manager for the configs in confDir and plugins in binDirs.
@@ -46,35 +71,76 @@ func New(confDir string, binDirs []string) *Manager {
 	return &Manager{confDir: confDir, binDirs: binDirs}
 }
 
-// current returns the CNI handle for the config currently chosen from the
+// current returns the CNI handles for the config currently chosen from the
 // directory, (re)loading it when the file or its modification time changed.
-func (m *Manager) current() (gocni.CNI, error) {
+func (m *Manager) current() (handles, error) {
 	probe := netconf.Probe(m.confDir, m.binDirs)
 	if !probe.Ready {
-		return nil, fmt.Errorf("pod network not ready: %s: %w", probe.Message, errdefs.ErrFailedPrecondition)
+		return handles{}, fmt.Errorf("pod network not ready: %s: %w", probe.Message, errdefs.ErrFailedPrecondition)
 	}
 	fi, err := os.Stat(probe.File)
 	if err != nil {
-		return nil, fmt.Errorf("cni config: %w", err)
+		return handles{}, fmt.Errorf("cni config: %w", err)
 	}
 	key := probe.File + "@" + fi.ModTime().Format(time.RFC3339Nano)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cni != nil && m.loaded == key {
+	if m.cni.full != nil && m.loaded == key {
 		return m.cni, nil
 	}
+	full, err := m.load(gocni.WithConfListFile(probe.File))
+	if err != nil {
+		if full, err = m.load(gocni.WithConfFile(probe.File)); err != nil {
+			return handles{}, fmt.Errorf("load cni config %s: %w", probe.File, err)
+		}
+	}
+	h := handles{full: full}
+	if slim, ok := withoutPortmap(probe.File); ok {
+		if h.noPortmap, err = m.load(gocni.WithConfListBytes(slim)); err != nil {
+			return handles{}, fmt.Errorf("load cni config %s without portmap: %w", probe.File, err)
+		}
+	}
+	m.cni, m.loaded = h, key
+	return h, nil
+}
+
+func (m *Manager) load(opt gocni.Opt) (gocni.CNI, error) {
 	c, err := gocni.New(gocni.WithPluginConfDir(m.confDir), gocni.WithPluginDir(m.binDirs),
 		gocni.WithInterfacePrefix("eth"), gocni.WithMinNetworkCount(1))
 	if err != nil {
 		return nil, fmt.Errorf("cni: %w", err)
 	}
-	if err := c.Load(gocni.WithConfListFile(probe.File)); err != nil {
-		if err := c.Load(gocni.WithConfFile(probe.File)); err != nil {
-			return nil, fmt.Errorf("load cni config %s: %w", probe.File, err)
-		}
+	if err := c.Load(opt); err != nil {
+		return nil, err
 	}
-	m.cni, m.loaded = c, key
 	return c, nil
+}
+
+// withoutPortmap returns the conflist at file minus its portmap plugins,
+// and whether it had any.
+func withoutPortmap(file string) ([]byte, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, false
+	}
+	var list map[string]any
+	if json.Unmarshal(b, &list) != nil {
+		return nil, false
+	}
+	plugins, _ := list["plugins"].([]any)
+	var kept []any
+	for _, p := range plugins {
+		if m, ok := p.(map[string]any); ok && m["type"] == "portmap" {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if len(kept) == len(plugins) || len(kept) == 0 {
+		return nil, false
+	}
+	list["plugins"] = kept
+	out, err := json.Marshal(list)
+	return out, err == nil
 }
 
 func (p Pod) opts() []gocni.NamespaceOpts {
@@ -107,10 +173,11 @@ func (p Pod) opts() []gocni.NamespaceOpts {
 // Setup attaches the pod (CNI ADD) and returns its IP addresses, IPv4
 // first. On failure it detaches again, so no IP or rule is left.
 func (m *Manager) Setup(ctx context.Context, p Pod) ([]string, error) {
-	c, err := m.current()
+	h, err := m.current()
 	if err != nil {
 		return nil, err
 	}
+	c := h.forPod(p)
 	res, err := c.Setup(ctx, p.ID, p.NetNS, p.opts()...)
 	if err != nil {
 		_ = c.Remove(context.WithoutCancel(ctx), p.ID, p.NetNS, p.opts()...)
@@ -142,15 +209,16 @@ var ErrNoConfig = errors.New("no CNI config to run DEL with")
 // namespace is already gone: the plugins still release the IP and rules.
 // If the config has since become unloadable, the last loaded one is used.
 func (m *Manager) Teardown(ctx context.Context, p Pod) error {
-	c, err := m.current()
+	h, err := m.current()
 	if err != nil {
 		m.mu.Lock()
-		c = m.cni
+		h = m.cni
 		m.mu.Unlock()
-		if c == nil {
+		if h.full == nil {
 			return fmt.Errorf("%w: %v", ErrNoConfig, err)
 		}
 	}
+	c := h.forPod(p)
 	if _, err := os.Stat(p.NetNS); err != nil {
 		p.NetNS = ""
 	}
