@@ -116,6 +116,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err != nil {
 		return nil, err
 	}
+	c.CgroupsPath = ociSpec.Linux.CgroupsPath
 	b, err := json.MarshalIndent(ociSpec, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode runtime spec: %w", err)

@@ -46,6 +46,7 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container) error 
 	if err := s.store.Containers.Delete(c.ID); err != nil && !errdefs.IsNotFound(err) {
 		return err
 	}
+	s.stats.Forget(c.CgroupsPath)
 	s.logger.InfoContext(ctx, "container removed", "id", c.ID)
 	return nil
 }

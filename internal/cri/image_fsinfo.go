@@ -15,7 +15,7 @@ import (
 // directory, where image layers and container writable layers live; kubelet
 // watches it for image garbage collection.
 func (s *Service) ImageFsInfo(ctx context.Context, r *runtime.ImageFsInfoRequest) (*runtime.ImageFsInfoResponse, error) {
-	dir := filepath.Join(s.cfg.Root, "snapshots", s.cfg.Image.Snapshotter)
+	dir := s.imageFsDir()
 	u, err := fsusage.Of(dir)
 	if err != nil {
 		return nil, fmt.Errorf("measure image file system: %w", err)
@@ -30,4 +30,10 @@ func (s *Service) ImageFsInfo(ctx context.Context, r *runtime.ImageFsInfoRequest
 		ImageFilesystems:     []*runtime.FilesystemUsage{usage},
 		ContainerFilesystems: []*runtime.FilesystemUsage{usage},
 	}, nil
+}
+
+// imageFsDir is the snapshotter's directory: image layers and container
+// writable layers.
+func (s *Service) imageFsDir() string {
+	return filepath.Join(s.cfg.Root, "snapshots", s.cfg.Image.Snapshotter)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/netconf"
 	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
 )
@@ -31,6 +32,7 @@ type images interface {
 	MountRootfs(ctx context.Context, key, chainID, target string) error
 	UnmountRootfs(ctx context.Context, key, target string) error
 	SnapshotterName() string
+	RootfsUsage(ctx context.Context, key string) (bytes, inodes uint64, err error)
 }
 
 // Options are what a Service is built from.
@@ -70,6 +72,7 @@ type Service struct {
 	capBounding   uint64
 	cgroupDriver  string
 	network       *network.Manager
+	stats         *stats.Reader
 	exits         *exitWaiters
 	watchPods     chan string // pods for Run to watch
 
@@ -91,6 +94,7 @@ func New(opts Options) *Service {
 		capBounding:   opts.CapabilityBounding,
 		cgroupDriver:  sysinfo.CgroupDriver(opts.Config.Runtime.CgroupDriver),
 		network:       network.New(opts.Config.CNI.ConfDir, opts.Config.CNI.BinDirs),
+		stats:         stats.NewReader(),
 		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
 		watchPods:     make(chan string),
 	}

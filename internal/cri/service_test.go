@@ -88,6 +88,9 @@ func (noImages) MountRootfs(context.Context, string, string, string) error {
 }
 func (noImages) UnmountRootfs(context.Context, string, string) error { return nil }
 func (noImages) SnapshotterName() string                             { return "overlayfs" }
+func (noImages) RootfsUsage(context.Context, string) (uint64, uint64, error) {
+	return 0, 0, errdefs.ErrNotFound
+}
 
 func wantCode(t *testing.T, err error, want codes.Code) {
 	t.Helper()
@@ -306,7 +309,7 @@ func TestUnbuiltRPCsAreUnimplemented(t *testing.T) {
 	f.gate.Open()
 	_, err := f.runtime.Attach(t.Context(), &runtime.AttachRequest{})
 	wantCode(t, err, codes.Unimplemented)
-	_, err = f.runtime.ContainerStats(t.Context(), &runtime.ContainerStatsRequest{})
+	_, err = f.runtime.ListMetricDescriptors(t.Context(), &runtime.ListMetricDescriptorsRequest{})
 	wantCode(t, err, codes.Unimplemented)
 }
 

@@ -61,3 +61,12 @@ func (s *Service) UnmountRootfs(ctx context.Context, key, target string) error {
 
 // SnapshotterName is the snapshotter container root file systems come from.
 func (s *Service) SnapshotterName() string { return s.opts.Snapshotter }
+
+// RootfsUsage is the disk a container's writable layer uses.
+func (s *Service) RootfsUsage(ctx context.Context, key string) (bytes, inodes uint64, err error) {
+	u, err := s.snapshot.Usage(namespaces.WithNamespace(ctx, namespace), key)
+	if err != nil {
+		return 0, 0, err
+	}
+	return uint64(u.Size), uint64(u.Inodes), nil
+}

@@ -95,6 +95,8 @@ type Container struct {
 	// StopSignal is the image's STOPSIGNAL ("" for SIGTERM).
 	StopSignal string `json:"stop_signal,omitempty"`
 	Pid        int    `json:"pid,omitempty"`
+	// CgroupsPath is the spec's linux.cgroupsPath (stats read it).
+	CgroupsPath string `json:"cgroups_path,omitempty"`
 
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at,omitzero"`

@@ -302,3 +302,50 @@ func TestSharedPodPIDNamespace(t *testing.T) {
 		t.Errorf("PID 1 of the pod is not the pause process:\n%s", out)
 	}
 }
+
+func TestContainerAndPodStats(t *testing.T) {
+	p := newPodEnv(t)
+	podID, podCfg := p.runPod(t, "stats")
+	busy := p.createContainer(t, podID, podCfg, "busy", "sh", "-c", "dd if=/dev/zero of=/tmp/blob bs=1M count=8; while true; do :; done")
+	idle := p.createContainer(t, podID, podCfg, "idle", "sleep", "1000")
+	p.start(t, busy)
+
+	deadline := time.Now().Add(20 * time.Second)
+	var st *runtime.ContainerStats
+	for {
+		resp, err := p.runtime.ContainerStats(t.Context(), &runtime.ContainerStatsRequest{ContainerId: busy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = resp.Stats
+		if st.GetCpu().GetUsageNanoCores().GetValue() > 0 && st.GetWritableLayer().GetUsedBytes().GetValue() >= 8<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats of a busy container that wrote 8 MiB = %v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st.Memory.GetWorkingSetBytes().GetValue() == 0 || st.Cpu.GetUsageCoreNanoSeconds().GetValue() == 0 || st.Attributes.Metadata.Name != "busy" {
+		t.Errorf("busy container stats = %v", st)
+	}
+	t.Logf("busy: %.2f cores, working set %d B, writable layer %d B",
+		float64(st.Cpu.UsageNanoCores.Value)/1e9, st.Memory.WorkingSetBytes.Value, st.WritableLayer.UsedBytes.Value)
+
+	list, err := p.runtime.ListContainerStats(t.Context(), &runtime.ListContainerStatsRequest{Filter: &runtime.ContainerStatsFilter{PodSandboxId: podID}})
+	if err != nil || len(list.Stats) != 2 {
+		t.Fatalf("ListContainerStats = %v, %v", list, err)
+	}
+	for _, cs := range list.Stats {
+		if cs.Attributes.Id == idle && (cs.Cpu.GetUsageCoreNanoSeconds() != nil || cs.Cpu.Timestamp == 0) {
+			t.Errorf("a created, never started container reports CPU use: %v", cs)
+		}
+	}
+	pod, err := p.runtime.PodSandboxStats(t.Context(), &runtime.PodSandboxStatsRequest{PodSandboxId: podID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lx := pod.Stats.GetLinux(); len(lx.GetContainers()) != 2 || lx.GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 || lx.GetProcess().GetProcessCount().GetValue() == 0 {
+		t.Errorf("pod stats = %v", pod.Stats)
+	}
+}
