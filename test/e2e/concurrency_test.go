@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -20,12 +21,22 @@ import (
 func TestManyPodsInParallel(t *testing.T) {
 	p := newPodEnv(t)
 	vethsBefore := countVeths(t)
+	// A cgroup parent of this test's own, so that the check below sees only
+	// what these pods made.
+	parent := "/berth-e2e-parallel-" + fmt.Sprint(time.Now().UnixNano())
+	t.Cleanup(func() {
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
+		dirs = append(dirs, "/sys/fs/cgroup"+parent)
+		for _, d := range dirs {
+			os.Remove(d)
+		}
+	})
 	const pods = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, pods)
 	for i := range pods {
 		wg.Go(func() {
-			if err := p.podRoundTrip(t, fmt.Sprintf("par-%02d", i)); err != nil {
+			if err := p.podRoundTrip(t, fmt.Sprintf("par-%02d", i), parent); err != nil {
 				errs <- fmt.Errorf("pod %d: %w", i, err)
 			}
 		})
@@ -57,10 +68,9 @@ func TestManyPodsInParallel(t *testing.T) {
 			t.Errorf("%d entries left in state/%s", n, dir)
 		}
 	}
-	// Containers of pods without a cgroup parent live under /berth in every
-	// hierarchy (v1 controllers, or the v2 unified tree).
-	parents, _ := filepath.Glob("/sys/fs/cgroup/*/berth")
-	parents = append(parents, "/sys/fs/cgroup/berth")
+	// Every hierarchy: the v1 controllers, or the v2 unified tree.
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
+	parents = append(parents, "/sys/fs/cgroup"+parent)
 	for _, parent := range parents {
 		entries, _ := os.ReadDir(parent)
 		for _, e := range entries {
@@ -71,9 +81,12 @@ func TestManyPodsInParallel(t *testing.T) {
 	}
 }
 
-func (p *podEnv) podRoundTrip(t *testing.T, name string) error {
+func (p *podEnv) podRoundTrip(t *testing.T, name, cgroupParent string) error {
 	ctx := t.Context()
-	cfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "par", Uid: name}}
+	cfg := &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "par", Uid: name},
+		Linux:    &runtime.LinuxPodSandboxConfig{CgroupParent: cgroupParent},
+	}
 	pod, err := p.runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
 		return err
