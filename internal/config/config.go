@@ -37,6 +37,7 @@ type Config struct {
 	Image    Image    `toml:"image" json:"image"`
 	CNI      CNI      `toml:"cni" json:"cni"`
 	Runtime  Runtime  `toml:"runtime" json:"runtime"`
+	Stream   Stream   `toml:"streaming" json:"streaming"`
 	// ShutdownTimeout bounds how long in-flight calls may take to finish
 	// after SIGTERM before the server is stopped hard.
 	ShutdownTimeout Duration `toml:"shutdown_timeout" json:"shutdown_timeout"`
@@ -84,6 +85,12 @@ type Runtime struct {
 	// CgroupDriver is "cgroupfs", "systemd", or "" to pick systemd when the
 	// host runs systemd and cgroupfs otherwise.
 	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`
+}
+
+// Stream configures the exec / port-forward streaming server.
+type Stream struct {
+	// Address is host:port to serve on; port 0 picks a free one.
+	Address string `toml:"address" json:"address"`
 }
 
 // Duration is a time.Duration that reads and writes as "10s" in TOML.

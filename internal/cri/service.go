@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/image"
@@ -73,6 +74,7 @@ type Service struct {
 	cgroupDriver  string
 	network       *network.Manager
 	stats         *stats.Reader
+	streams       streaming.Server // nil until SetStreams
 	exits         *exitWaiters
 	watchPods     chan string // pods for Run to watch
 

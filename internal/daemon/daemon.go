@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"k8s.io/cri-streaming/pkg/streaming"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/cri"
@@ -107,6 +110,21 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	})
 	svc.Register(server)
 
+	streamLis, err := net.Listen("tcp", cfg.Stream.Address)
+	if err != nil {
+		return fmt.Errorf("streaming server: %w", err)
+	}
+	streamCfg := streaming.DefaultConfig
+	streamCfg.Addr = streamLis.Addr().String()
+	streams, err := streaming.NewServer(streamCfg, svc.StreamRuntime())
+	if err != nil {
+		streamLis.Close()
+		return fmt.Errorf("streaming server: %w", err)
+	}
+	svc.SetStreams(streams)
+	go http.Serve(streamLis, streams)
+	defer streamLis.Close()
+
 	// Background work lives as long as serving does and is done before the
 	// stores close.
 	bg, stopBackground := context.WithCancel(ctx)
@@ -120,7 +138,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(lis) }()
-	logger.Info("serving CRI", "address", cfg.Address, "root", cfg.Root, "state", cfg.State)
+	logger.Info("serving CRI", "address", cfg.Address, "root", cfg.Root, "state", cfg.State, "streaming", streamCfg.Addr)
 
 	// Recovery: the store's indexes and the image index were rebuilt by
 	// their Open; pods and containers are reconciled with their monitors.

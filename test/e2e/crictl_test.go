@@ -93,6 +93,10 @@ func TestCrictlPodCommands(t *testing.T) {
 	if out := crictl(t, p.daemon, "exec", "--sync", ctr, "cat", "/etc/hostname"); strings.TrimSpace(out) == "" {
 		t.Fatalf("crictl exec printed nothing")
 	}
+	// Without --sync, crictl exec goes through the streaming server.
+	if out := crictl(t, p.daemon, "exec", ctr, "sh", "-c", "echo streamed; echo to-stderr >&2"); !strings.Contains(out, "streamed") {
+		t.Fatalf("crictl exec through the streaming server printed %q", out)
+	}
 	crictl(t, p.daemon, "stop", "--timeout", "0", ctr)
 	if out := crictl(t, p.daemon, "ps", "-a", "-q", "--state", "exited"); !strings.Contains(out, ctr) {
 		t.Fatalf("crictl ps --state exited:\n%s", out)

@@ -1,0 +1,219 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/cri-streaming/pkg/streaming"
+	remotecommandserver "k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	utilexec "k8s.io/utils/exec"
+
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// Exec returns the URL on the streaming server where the client runs the
+// command interactively.
+func (s *Service) Exec(ctx context.Context, r *runtime.ExecRequest) (*runtime.ExecResponse, error) {
+	if s.streams == nil {
+		return nil, fmt.Errorf("streaming server not running: %w", errdefs.ErrUnavailable)
+	}
+	if len(r.GetCmd()) == 0 {
+		return nil, fmt.Errorf("cmd must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if r.GetTty() {
+		// runc hands out a terminal only to a detached exec, whose exit
+		// only a subreaper sees: that belongs in the pod's monitor.
+		return nil, fmt.Errorf("exec with a terminal is not built yet (issue #5): %w", errdefs.ErrNotImplemented)
+	}
+	c, err := s.store.Containers.Get(r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if c.State() != store.ContainerRunning {
+		return nil, fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	r.ContainerId = c.ID
+	return s.streams.GetExec(r)
+}
+
+// PortForward returns the URL on the streaming server that forwards to
+// ports inside the pod's network namespace.
+func (s *Service) PortForward(ctx context.Context, r *runtime.PortForwardRequest) (*runtime.PortForwardResponse, error) {
+	if s.streams == nil {
+		return nil, fmt.Errorf("streaming server not running: %w", errdefs.ErrUnavailable)
+	}
+	sb, err := s.store.Sandboxes.Get(r.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	if !sb.Ready {
+		return nil, fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
+	}
+	r.PodSandboxId = sb.ID
+	return s.streams.GetPortForward(r)
+}
+
+// SetStreams attaches the streaming server whose URLs Exec and PortForward
+// hand out. Called once at start-up, before serving.
+func (s *Service) SetStreams(srv streaming.Server) { s.streams = srv }
+
+// StreamRuntime is what the streaming server runs requests against.
+func (s *Service) StreamRuntime() streaming.Runtime { return streamRuntime{s} }
+
+type streamRuntime struct{ s *Service }
+
+// Exec runs cmd in the container with runc exec, wired to the client's
+// streams through pipes. A non-zero exit is returned as a CodeExitError,
+// which the server reports to the client as the command's exit code.
+// Terminals are not built yet (see Service.Exec).
+func (rt streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommandserver.TerminalSize) error {
+	s := rt.s
+	c, err := s.store.Containers.Get(id)
+	if err != nil {
+		return err
+	}
+	proc, err := execProcess(c, cmd)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(c.Bundle, "exec-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	r := s.runc()
+	r.Log, r.LogFormat = dir+"/runc.log", runc.JSON
+	opts := &runc.ExecOpts{PidFile: dir + "/pid"}
+
+	if tty {
+		return fmt.Errorf("exec with a terminal is not built yet (issue #5): %w", errdefs.ErrNotImplemented)
+	}
+	var copies sync.WaitGroup
+	done := make(chan error, 1)
+	pio, err := runc.NewPipeIO(0, 0)
+	if err != nil {
+		return err
+	}
+	defer pio.Close()
+	opts.IO = pio
+	go func() { done <- r.Exec(context.WithoutCancel(ctx), id, proc, opts) }()
+	go func() {
+		if in != nil {
+			io.Copy(pio.Stdin(), in)
+		}
+		pio.Stdin().Close()
+	}()
+	copies.Go(func() { io.Copy(out, pio.Stdout()) })
+	if errw != nil {
+		copies.Go(func() { io.Copy(errw, pio.Stderr()) })
+	}
+	var execErr error
+	select {
+	case execErr = <-done:
+	case <-ctx.Done():
+		if pid, err := readPidFile(opts.PidFile); err == nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		execErr = <-done
+	}
+	drained := make(chan struct{})
+	go func() { copies.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(2 * time.Second):
+	}
+	code, err := execExitCode(execErr, r.Log)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return utilexec.CodeExitError{Err: fmt.Errorf("command exited with %d", code), Code: int(code)}
+	}
+	return nil
+}
+
+// Attach is not built yet: the monitor has no attach endpoint (issue #5).
+func (rt streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommandserver.TerminalSize) error {
+	return fmt.Errorf("attach is not built yet (issue #5): %w", errdefs.ErrNotImplemented)
+}
+
+// PortForward connects stream to port on the pod's loopback, dialled from
+// inside the pod's network namespace (or the host's, for host-network pods).
+func (rt streamRuntime) PortForward(ctx context.Context, podID string, port int32, stream io.ReadWriteCloser) error {
+	defer stream.Close()
+	sb, err := rt.s.store.Sandboxes.Get(podID)
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+	conn, err := dialInNetNS(ctx, sb.Paths.NetNS, addr)
+	if err != nil {
+		return fmt.Errorf("port-forward to %s in pod %s: %w", addr, podID, err)
+	}
+	defer conn.Close()
+	errs := make(chan error, 2)
+	go func() { _, err := io.Copy(conn, stream); errs <- err }()
+	go func() { _, err := io.Copy(stream, conn); errs <- err }()
+	select {
+	case err = <-errs:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	return err
+}
+
+// dialInNetNS dials addr over TCP from the network namespace at nsPath
+// ("" for the daemon's own). The socket is created on a locked thread that
+// has joined the namespace; the thread is restored before it is unlocked,
+// and never returned to Go's pool if restoring fails.
+func dialInNetNS(ctx context.Context, nsPath, addr string) (net.Conn, error) {
+	var d net.Dialer
+	if nsPath == "" {
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		goruntime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			goruntime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(nsPath)
+		if err != nil {
+			goruntime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			goruntime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("enter pod network namespace: %w", err)}
+			return
+		}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			goruntime.UnlockOSThread()
+		}
+		ch <- result{conn, err}
+	}()
+	r := <-ch
+	return r.conn, r.err
+}
