@@ -135,6 +135,9 @@ func Build(in Input) (*specs.Spec, error) {
 	if rp := sc.GetReadonlyPaths(); rp != nil {
 		s.Linux.ReadonlyPaths = rp
 	}
+	if err := applySeccomp(s, sc); err != nil {
+		return nil, err
+	}
 	mounts, err := mountList(in, sc.GetPrivileged())
 	if err != nil {
 		return nil, err
