@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/errdefs"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/cgroup"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -39,6 +40,11 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container) error 
 		if err != nil && !errors.Is(err, monitor.ErrUnreachable) {
 			return err
 		}
+	}
+	// runc delete (in the monitor) removes the cgroup, but gives up when a
+	// task is still dying under load; finish the job rather than leak it.
+	if err := cgroup.Remove(c.CgroupsPath); err != nil {
+		s.logger.WarnContext(ctx, "container cgroup not removed", "id", c.ID, "error", err)
 	}
 	if err := s.cleanupBundle(ctx, c); err != nil {
 		return err
