@@ -73,6 +73,9 @@ type Image struct {
 type CNI struct {
 	ConfDir string   `toml:"conf_dir" json:"conf_dir"`
 	BinDirs []string `toml:"bin_dirs" json:"bin_dirs"`
+	// DefaultNetwork makes berth write its own bridge network into ConfDir
+	// when the directory holds none (and follow the pod CIDR kubelet sets).
+	DefaultNetwork bool `toml:"default_network" json:"default_network"`
 }
 
 // Runtime configures the OCI runtime and cgroups.

@@ -22,6 +22,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/cri"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
 )
@@ -99,6 +100,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	gate := &cri.Gate{}
 	unary, stream := cri.Interceptors(logger, gate)
 	server := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	if cfg.CNI.DefaultNetwork {
+		wrote, err := network.WriteDefault(cfg.CNI.ConfDir, "")
+		if err != nil {
+			return fmt.Errorf("write default CNI network: %w", err)
+		}
+		if wrote {
+			logger.Info("no CNI network configured: wrote berth's default bridge network",
+				"file", filepath.Join(cfg.CNI.ConfDir, network.DefaultFile), "subnet", network.DefaultSubnet)
+		}
+	}
 	svc := cri.New(cri.Options{
 		Config:             cfg,
 		Store:              st,

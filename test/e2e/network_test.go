@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
 // networkLeaks lists what CNI left for pod id on the host: IP reservations
@@ -131,5 +134,49 @@ func TestPodNetworking(t *testing.T) {
 	}
 	if _, err := http.Get("http://127.0.0.1:12080/"); err == nil {
 		t.Error("host port still answers after the pod was removed")
+	}
+}
+
+func TestDefaultNetwork(t *testing.T) {
+	dir := t.TempDir()
+	netd := filepath.Join(dir, "net.d")
+	d := startDaemon(t, e2eenv.DaemonOptions{Dir: dir, CNIConfDir: netd, DefaultNetwork: true})
+	t.Cleanup(func() { exec.Command("ip", "link", "delete", "berth0").Run() })
+	c := runtimeClient(t, d)
+	if !strings.Contains(d.Log(), "wrote berth's default bridge network") {
+		t.Error("the daemon did not say it wrote the default network")
+	}
+	if net := conditions(t, c)[runtime.NetworkReady]; !net.GetStatus() {
+		t.Fatalf("NetworkReady with the default network = %+v", net)
+	}
+	run := func(name string) (string, string) {
+		resp, err := c.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: &runtime.PodSandboxConfig{
+			Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "default-net", Uid: name}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			c.RemovePodSandbox(context.Background(), &runtime.RemovePodSandboxRequest{PodSandboxId: resp.PodSandboxId})
+		})
+		st, err := c.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: resp.PodSandboxId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.PodSandboxId, st.Status.Network.Ip
+	}
+	first, ip := run("first")
+	if !strings.HasPrefix(ip, "10.88.") {
+		t.Fatalf("pod IP %q, want one from 10.88.0.0/16", ip)
+	}
+	if _, err := c.RemovePodSandbox(t.Context(), &runtime.RemovePodSandboxRequest{PodSandboxId: first}); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("kubelet assigns a pod CIDR (before it runs pods): the default network follows it")
+	if _, err := c.UpdateRuntimeConfig(t.Context(), &runtime.UpdateRuntimeConfigRequest{RuntimeConfig: &runtime.RuntimeConfig{
+		NetworkConfig: &runtime.NetworkConfig{PodCidr: "10.99.7.0/24"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ip := run("second"); !strings.HasPrefix(ip, "10.99.7.") {
+		t.Fatalf("pod IP after UpdateRuntimeConfig %q, want one from 10.99.7.0/24", ip)
 	}
 }

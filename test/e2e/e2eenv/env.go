@@ -122,6 +122,9 @@ type DaemonOptions struct {
 	// CNIConfDir and CNIBinDirs configure the pod network.
 	CNIConfDir string
 	CNIBinDirs []string
+	// DefaultNetwork lets berth write its default CNI network into an
+	// empty CNIConfDir (off in tests, which bring their own).
+	DefaultNetwork bool
 	// ExtraConfig is appended to the generated config.toml.
 	ExtraConfig string
 }
@@ -155,8 +158,8 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	for i, b := range o.CNIBinDirs {
 		bins[i] = fmt.Sprintf("%q", b)
 	}
-	cfg := fmt.Sprintf("address = %q\nroot = %q\nstate = %q\nshutdown_timeout = \"10s\"\n\n[log]\nlevel = \"debug\"\n\n[registry]\nconfig_path = %q\n\n[cni]\nconf_dir = %q\nbin_dirs = [%s]\n%s",
-		d.Socket, d.Root, d.State, o.RegistryConfigPath, o.CNIConfDir, strings.Join(bins, ", "), o.ExtraConfig)
+	cfg := fmt.Sprintf("address = %q\nroot = %q\nstate = %q\nshutdown_timeout = \"10s\"\n\n[log]\nlevel = \"debug\"\n\n[registry]\nconfig_path = %q\n\n[cni]\nconf_dir = %q\nbin_dirs = [%s]\ndefault_network = %v\n%s",
+		d.Socket, d.Root, d.State, o.RegistryConfigPath, o.CNIConfDir, strings.Join(bins, ", "), o.DefaultNetwork, o.ExtraConfig)
 	if err := os.WriteFile(d.Config, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
