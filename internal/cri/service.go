@@ -76,7 +76,7 @@ type Service struct {
 	stats         *stats.Reader
 	streams       streaming.Server // nil until SetStreams
 	exits         *exitWaiters
-	watchPods     chan string // pods for Run to watch
+	watchPods     chan string // pods for Run to watch; buffered so a create never waits on Run
 
 	mu      sync.Mutex
 	podCIDR string // from UpdateRuntimeConfig; guarded by mu
@@ -98,7 +98,7 @@ func New(opts Options) *Service {
 		network:       network.New(opts.Config.CNI.ConfDir, opts.Config.CNI.BinDirs),
 		stats:         stats.NewReader(),
 		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
-		watchPods:     make(chan string),
+		watchPods:     make(chan string, 64),
 	}
 	if s.runtimeBinary == "" {
 		s.runtimeBinary = opts.Config.Runtime.Runc
