@@ -76,3 +76,10 @@ bench-monitor-mem: build bin/testbin
 bench-pods: deps build bin/testbin
 	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
 	$(GO) run ./bench/podlifecycle -berth bin/berth -testbin bin/testbin -iterations 20
+
+# critest's own benchmark suite (critest -benchmark) against berth and
+# containerd 1.6, same images, mirror and CNI.
+.PHONY: bench-critest
+bench-critest: deps build bin/testbin
+	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
+	$(GO) run ./bench/critestbench -berth bin/berth -testbin bin/testbin -n 40

@@ -1,0 +1,159 @@
+// Command critestbench runs critest's benchmark suite (critest -benchmark)
+// against berth and against containerd (Debian's 1.6 package) in one run,
+// with the same test images behind the same hosts.toml mirror and the same
+// CNI conflist, and prints each operation's median for both and the ratio.
+//
+//	go run ./bench/critestbench -berth bin/berth -testbin bin/testbin [-n 40]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/berth-cri/berth/bench/benchenv"
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
+)
+
+func main() {
+	berth := flag.String("berth", "bin/berth", "berth binary")
+	testbin := flag.String("testbin", "bin/testbin", "static testbin for the images")
+	containerd := flag.String("containerd", "/usr/bin/containerd", "containerd binary")
+	cache := flag.String("cache", "/var/cache/berth-e2e", "e2e cache (busybox package, critest)")
+	n := flag.Int("n", 40, "pods / containers per benchmark (serial)")
+	flag.Parse()
+	if err := run(*berth, *testbin, *containerd, *cache, *n); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/critestbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(berthBin, testbin, containerdBin, cache string, n int) error {
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "berth-critestbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	critest, err := e2eenv.EnsureCritest(ctx, cache)
+	if err != nil {
+		return err
+	}
+	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+	netd := filepath.Join(work, "net.d")
+	if err := e2eenv.WriteCNIConfig(netd); err != nil {
+		return err
+	}
+	params := filepath.Join(work, "params.yaml")
+	if err := os.WriteFile(params, []byte(fmt.Sprintf(
+		"containersNumber: %d\ncontainersNumberParallel: 1\ncontainerBenchmarkTimeoutSeconds: 60\npodsNumber: %d\npodsNumberParallel: 1\npodBenchmarkTimeoutSeconds: 60\nimagesNumber: 10\nimagesNumberParallel: 1\nimageBenchmarkTimeoutSeconds: 60\npodContainerStartBenchmarkTimeoutSeconds: 60\n", n, n)), 0o644); err != nil {
+		return err
+	}
+
+	results := map[string]map[string]time.Duration{}
+	bd, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
+		Binary: berthBin, Dir: filepath.Join(work, "berth"), RegistryConfigPath: reg.HostsDir,
+		CNIConfDir: netd, CNIBinDirs: []string{"/usr/lib/cni"},
+	})
+	if err != nil {
+		return err
+	}
+	results["berth"], err = bench(ctx, critest, bd.Socket, params, filepath.Join(work, "out-berth"))
+	bd.Stop()
+	if err != nil {
+		return fmt.Errorf("berth: %w", err)
+	}
+	cd, err := benchenv.StartContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), reg.HostsDir, netd)
+	if err != nil {
+		return err
+	}
+	results["containerd"], err = bench(ctx, critest, cd.Socket, params, filepath.Join(work, "out-containerd"))
+	cd.Stop()
+	if err != nil {
+		return fmt.Errorf("containerd: %w", err)
+	}
+
+	var ops []string
+	for op := range results["berth"] {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	fmt.Printf("critest -benchmark, %d per benchmark, serial (median ms)\n", n)
+	fmt.Printf("  %-42s %10s %12s %7s\n", "operation", "berth", "containerd", "ratio")
+	for _, op := range ops {
+		b, c := results["berth"][op], results["containerd"][op]
+		ratio := 0.0
+		if c > 0 {
+			ratio = float64(b) / float64(c)
+		}
+		fmt.Printf("  %-42s %10.1f %12.1f %7.2f\n", op, ms(b), ms(c), ratio)
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// bench runs critest's benchmarks against socket and returns the median of
+// every operation, named "<benchmark file>/<operation>".
+func bench(ctx context.Context, critest, socket, params, out string) (map[string]time.Duration, error) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, critest, "-benchmark",
+		"-runtime-endpoint", "unix://"+socket, "-image-endpoint", "unix://"+socket,
+		"-benchmarking-params-file", params, "-benchmarking-output-dir", out, "-ginkgo.no-color")
+	log, err := os.Create(filepath.Join(out, "critest.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr, cmd.Dir = log, log, out
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("critest -benchmark: %v (log %s)", err, log.Name())
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "*.json"))
+	medians := map[string]time.Duration{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var set struct {
+			OperationsNames []string `json:"operationsNames"`
+			Datapoints      []struct {
+				OperationsDurationsNs []int64 `json:"operationsDurationsNs"`
+			} `json:"datapoints"`
+		}
+		if err := json.Unmarshal(b, &set); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		for i, name := range set.OperationsNames {
+			var ds []int64
+			for _, dp := range set.Datapoints {
+				if i < len(dp.OperationsDurationsNs) {
+					ds = append(ds, dp.OperationsDurationsNs[i])
+				}
+			}
+			if len(ds) == 0 {
+				continue
+			}
+			slices.Sort(ds)
+			medians[filepath.Base(f[:len(f)-len(".json")])+"/"+name] = time.Duration(ds[len(ds)/2])
+		}
+	}
+	if len(medians) == 0 {
+		return nil, fmt.Errorf("critest wrote no benchmark data in %s", out)
+	}
+	return medians, nil
+}
