@@ -41,49 +41,75 @@ func (s *Service) ExecSync(ctx context.Context, r *runtime.ExecSyncRequest) (*ru
 	if c.State() != store.ContainerRunning {
 		return nil, fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
-	proc, err := execProcess(c, r.GetCmd())
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(c.Bundle, "exec-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-
-	stdout, stderr := &cappedBuffer{max: maxExecOutput}, &cappedBuffer{max: maxExecOutput}
-	pio, err := runc.NewPipeIO(0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer pio.Close()
-	pio.Stdin().Close()
-	var copies sync.WaitGroup
-	copies.Go(func() { io.Copy(stdout, pio.Stdout()) })
-	copies.Go(func() { io.Copy(stderr, pio.Stderr()) })
-
 	execCtx := ctx
 	if t := r.GetTimeout(); t > 0 {
 		var cancel context.CancelFunc
 		execCtx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Second)
 		defer cancel()
 	}
+	stdout, stderr := &cappedBuffer{max: maxExecOutput}, &cappedBuffer{max: maxExecOutput}
+	code, err := s.runExec(execCtx, c, r.GetCmd(), nil, stdout, stderr)
+	if errors.Is(err, errExecKilled) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("command %q timed out after %ds and was killed: %w", strings.Join(r.GetCmd(), " "), r.GetTimeout(), context.DeadlineExceeded)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.ExecSyncResponse{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: code}, nil
+}
+
+// errExecKilled means runExec killed the command because ctx ended.
+var errExecKilled = errors.New("command killed")
+
+// runExec runs cmd in the running container c with runc exec, stdin (may
+// be nil) and stdout/stderr (stderr may be nil) wired through pipes, and
+// returns its exit code. When ctx ends first the command itself is killed
+// (killing runc would leave it running) and errExecKilled is returned.
+func (s *Service) runExec(ctx context.Context, c store.Container, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int32, error) {
+	proc, err := execProcess(c, cmd)
+	if err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp(c.Bundle, "exec-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	pio, err := runc.NewPipeIO(0, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer pio.Close()
+	go func() {
+		if stdin != nil {
+			io.Copy(pio.Stdin(), stdin)
+		}
+		pio.Stdin().Close()
+	}()
+	var copies sync.WaitGroup
+	copies.Go(func() { io.Copy(stdout, pio.Stdout()) })
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	copies.Go(func() { io.Copy(stderr, pio.Stderr()) })
+
 	pidFile := filepath.Join(dir, "pid")
 	rc := s.runc()
 	rc.Log = filepath.Join(dir, "runc.log")
 	rc.LogFormat = runc.JSON
 	done := make(chan error, 1)
 	go func() {
-		// Not execCtx: killing runc would leave the command running. The
-		// timeout kills the command itself, below.
 		done <- rc.Exec(context.WithoutCancel(ctx), c.ID, proc, &runc.ExecOpts{IO: pio, PidFile: pidFile})
 	}()
 	var execErr error
-	timedOut := false
+	killed := false
 	select {
 	case execErr = <-done:
-	case <-execCtx.Done():
-		timedOut = true
+	case <-ctx.Done():
+		killed = true
 		if pid, err := readPidFile(pidFile); err == nil {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -99,17 +125,10 @@ func (s *Service) ExecSync(ctx context.Context, r *runtime.ExecSyncRequest) (*ru
 		pio.Close()
 		<-drained
 	}
-	if timedOut {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("command %q timed out after %ds and was killed: %w", strings.Join(r.GetCmd(), " "), r.GetTimeout(), context.DeadlineExceeded)
+	if killed {
+		return 0, errExecKilled
 	}
-	code, err := execExitCode(execErr, rc.Log)
-	if err != nil {
-		return nil, err
-	}
-	return &runtime.ExecSyncResponse{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: code}, nil
+	return execExitCode(execErr, rc.Log)
 }
 
 // execProcess is the container's process spec (user, env, cwd,

@@ -8,11 +8,8 @@ import (
 	"os"
 	goruntime "runtime"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/containerd/errdefs"
-	runc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
@@ -78,62 +75,18 @@ type streamRuntime struct{ s *Service }
 // which the server reports to the client as the command's exit code.
 // Terminals are not built yet (see Service.Exec).
 func (rt streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommandserver.TerminalSize) error {
-	s := rt.s
-	c, err := s.store.Containers.Get(id)
-	if err != nil {
-		return err
-	}
-	proc, err := execProcess(c, cmd)
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp(c.Bundle, "exec-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	r := s.runc()
-	r.Log, r.LogFormat = dir+"/runc.log", runc.JSON
-	opts := &runc.ExecOpts{PidFile: dir + "/pid"}
-
 	if tty {
 		return fmt.Errorf("exec with a terminal is not built yet (issue #5): %w", errdefs.ErrNotImplemented)
 	}
-	var copies sync.WaitGroup
-	done := make(chan error, 1)
-	pio, err := runc.NewPipeIO(0, 0)
+	c, err := rt.s.store.Containers.Get(id)
 	if err != nil {
 		return err
 	}
-	defer pio.Close()
-	opts.IO = pio
-	go func() { done <- r.Exec(context.WithoutCancel(ctx), id, proc, opts) }()
-	go func() {
-		if in != nil {
-			io.Copy(pio.Stdin(), in)
-		}
-		pio.Stdin().Close()
-	}()
-	copies.Go(func() { io.Copy(out, pio.Stdout()) })
+	var errOut io.Writer
 	if errw != nil {
-		copies.Go(func() { io.Copy(errw, pio.Stderr()) })
+		errOut = errw
 	}
-	var execErr error
-	select {
-	case execErr = <-done:
-	case <-ctx.Done():
-		if pid, err := readPidFile(opts.PidFile); err == nil {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-		execErr = <-done
-	}
-	drained := make(chan struct{})
-	go func() { copies.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(2 * time.Second):
-	}
-	code, err := execExitCode(execErr, r.Log)
+	code, err := rt.s.runExec(ctx, c, cmd, in, out, errOut)
 	if err != nil {
 		return err
 	}
