@@ -100,12 +100,7 @@ func readV1(p string) (Sample, error) {
 		if mem.Usage != nil {
 			s.MemoryUsage = mem.Usage.Usage
 		}
-		s.WorkingSet = s.MemoryUsage
-		if mem.TotalInactiveFile < s.WorkingSet {
-			s.WorkingSet -= mem.TotalInactiveFile
-		} else {
-			s.WorkingSet = 0
-		}
+		s.WorkingSet = workingSet(s.MemoryUsage, mem.TotalInactiveFile)
 		s.RSS = mem.TotalRSS
 		s.PageFaults, s.MajorPageFaults = mem.TotalPgFault, mem.TotalPgMajFault
 	}
@@ -133,12 +128,7 @@ func readV2(p string) (Sample, error) {
 	}
 	if mem := m.Memory; mem != nil {
 		s.MemoryUsage = mem.Usage
-		s.WorkingSet = mem.Usage
-		if mem.InactiveFile < s.WorkingSet {
-			s.WorkingSet -= mem.InactiveFile
-		} else {
-			s.WorkingSet = 0
-		}
+		s.WorkingSet = workingSet(mem.Usage, mem.InactiveFile)
 		s.RSS = mem.Anon
 		s.PageFaults, s.MajorPageFaults = mem.Pgfault, mem.Pgmajfault
 	}
@@ -146,4 +136,13 @@ func readV2(p string) (Sample, error) {
 		s.Pids = m.Pids.Current
 	}
 	return s, nil
+}
+
+// workingSet is usage minus inactive file pages (which the kernel reclaims
+// first), kubelet's memory eviction signal; never below zero.
+func workingSet(usage, inactiveFile uint64) uint64 {
+	if inactiveFile >= usage {
+		return 0
+	}
+	return usage - inactiveFile
 }
