@@ -61,6 +61,9 @@ type monitor struct {
 	containers  map[string]*container // guarded by mu
 	subscribers map[chan api.Event]bool
 	pausePid    int // the shared PID namespace's init, 0 if none; guarded by mu
+	// pauseLifeline is the write end of the pause process's lifeline pipe;
+	// guarded by mu.
+	pauseLifeline *os.File
 }
 
 // start creates and starts a container from its bundle with runc, its

@@ -46,7 +46,9 @@ func main() {
 	pauseMode := flag.Bool("pause", false, "be the init of a shared pod PID namespace (started by the monitor itself)")
 	flag.Parse()
 	if *pauseMode {
-		pause.Run()
+		// fd 3 is the monitor's lifeline: EOF means the monitor is gone, and
+		// a pod's PID namespace must not outlive its monitor.
+		pause.Run(os.NewFile(3, "lifeline"))
 		return
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -20,12 +20,21 @@ func (m *monitor) startPause() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	cmd := exec.Command(self, "--pause")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
-	if _, err := m.reaper.Start(cmd); err != nil {
+	// The pause process reads the lifeline until EOF: the write end stays
+	// here, so it closes when the monitor dies, even by SIGKILL.
+	lifeR, lifeW, err := os.Pipe()
+	if err != nil {
 		return 0, err
 	}
-	m.pausePid = cmd.Process.Pid
+	defer lifeR.Close()
+	cmd := exec.Command(self, "--pause")
+	cmd.ExtraFiles = []*os.File{lifeR} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	if _, err := m.reaper.Start(cmd); err != nil {
+		lifeW.Close()
+		return 0, err
+	}
+	m.pausePid, m.pauseLifeline = cmd.Process.Pid, lifeW
 	return m.pausePid, nil
 }
 
@@ -35,6 +44,7 @@ func (m *monitor) stopPause() {
 	defer m.mu.Unlock()
 	if m.pausePid != 0 {
 		_ = syscall.Kill(m.pausePid, syscall.SIGKILL)
-		m.pausePid = 0
+		m.pauseLifeline.Close()
+		m.pausePid, m.pauseLifeline = 0, nil
 	}
 }

@@ -45,6 +45,7 @@ func (s *Service) PodSandboxStatus(ctx context.Context, r *runtime.PodSandboxSta
 		}
 		info, err := json.Marshal(map[string]any{
 			"pid":           sb.MonitorPid,
+			"pausePid":      sb.PausePid,
 			"monitorSocket": sb.MonitorSocket,
 			"paths":         sb.Paths,
 			"cgroupParent":  sb.CgroupParent,

@@ -5,24 +5,39 @@
 package pause
 
 import (
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 )
 
-// Run blocks until SIGTERM or SIGINT, reaping exited children meanwhile.
-// Go's runtime does not reap for an init, so SIGCHLD is handled here.
-func Run() {
+// Run blocks until SIGTERM or SIGINT — or, when lifeline is not nil, until
+// lifeline reaches EOF, which happens when the process holding its write end
+// dies however it dies — reaping exited children meanwhile. Go's runtime
+// does not reap for an init, so SIGCHLD is handled here.
+func Run(lifeline *os.File) {
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT)
-	for s := range sigs {
-		if s != syscall.SIGCHLD {
+	orphaned := make(chan struct{})
+	if lifeline != nil {
+		go func() {
+			io.Copy(io.Discard, lifeline)
+			close(orphaned)
+		}()
+	}
+	for {
+		select {
+		case <-orphaned:
 			return
-		}
-		for {
-			var ws syscall.WaitStatus
-			if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
-				break
+		case s := <-sigs:
+			if s != syscall.SIGCHLD {
+				return
+			}
+			for {
+				var ws syscall.WaitStatus
+				if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+					break
+				}
 			}
 		}
 	}

@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -347,5 +349,42 @@ func TestContainerAndPodStats(t *testing.T) {
 	}
 	if lx := pod.Stats.GetLinux(); len(lx.GetContainers()) != 2 || lx.GetCpu().GetUsageCoreNanoSeconds().GetValue() == 0 || lx.GetProcess().GetProcessCount().GetValue() == 0 {
 		t.Errorf("pod stats = %v", pod.Stats)
+	}
+}
+
+// TestPauseDiesWithItsMonitor kills the monitor of a pod with a shared PID
+// namespace: its pause process must not linger as an orphan.
+func TestPauseDiesWithItsMonitor(t *testing.T) {
+	p := newPodEnv(t)
+	cfg := &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: "pause-orphan", Namespace: "e2e", Uid: "pause-orphan"},
+		Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD},
+		}},
+	}
+	pod, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.runtime.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Pid, PausePid int }
+	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.Pid == 0 || info.PausePid == 0 {
+		t.Fatalf("verbose info %s: %v", st.Info["info"], err)
+	}
+	if err := syscall.Kill(info.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(info.PausePid, 0) == nil {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", info.PausePid)); strings.Contains(string(b), ") Z ") {
+			break // exited, waiting for init to reap it
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pause process %d outlived its monitor %d", info.PausePid, info.Pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

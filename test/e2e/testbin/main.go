@@ -42,7 +42,7 @@ func main() {
 	case "ipcs":
 		err = ipcs()
 	case "pause":
-		pause.Run()
+		pause.Run(nil)
 	default:
 		err = fmt.Errorf("testbin: unknown program %q", name)
 	}
