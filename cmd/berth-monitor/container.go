@@ -35,9 +35,9 @@ type container struct {
 	pid    int
 	log    *crilog.File   // nil when the container has no log path
 	output sync.WaitGroup // the stdout and stderr copiers
-	// ownPIDNS is true when the container has a PID namespace of its own:
-	// killing its init then kills every process, no runc kill --all needed.
-	ownPIDNS bool
+	// facts from the spec: with a PID namespace of its own, killing init
+	// kills every process, no runc kill --all needed.
+	facts bundleFacts
 	// released is closed once runc's state and cgroup are gone after exit.
 	released chan struct{}
 
@@ -80,7 +80,7 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 	c := &container{
 		id:       req.ID,
 		bundle:   req.Bundle,
-		ownPIDNS: ownPIDNamespace(req.Bundle),
+		facts:    readBundleFacts(req.Bundle),
 		released: make(chan struct{}),
 		runc: &runc.Runc{
 			Command:   m.runcPath,
@@ -183,7 +183,7 @@ func (m *monitor) waitExit(c *container, exited chan runc.Exit) {
 	if e.Status > 128 {
 		exit.Signal = e.Status - 128
 	}
-	exit.OOMKilled = oomKilled(c.bundle)
+	exit.OOMKilled = oomKilled(c.facts.cgroupsPath)
 	if err := writeJSONAtomic(filepath.Join(c.bundle, api.ExitFile), exit); err != nil {
 		m.logger.Error("write exit record", "id", c.id, "error", err)
 	}
@@ -238,7 +238,7 @@ func (m *monitor) kill(ctx context.Context, req api.Request) error {
 	if err := syscall.Kill(c.pid, syscall.Signal(req.Signal)); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill %d: %w", c.pid, err)
 	}
-	if req.All && !c.ownPIDNS {
+	if req.All && !c.facts.ownPIDNS {
 		if err := c.runc.Kill(ctx, c.id, req.Signal, &runc.KillOpts{All: true}); err != nil && c.state().Running && processAlive(c.pid) {
 			return fmt.Errorf("runc kill --all: %s", runcError(c.runc.Log, err))
 		}
@@ -315,43 +315,40 @@ func (m *monitor) running() int {
 	return n
 }
 
-// ownPIDNamespace reports whether the bundle's spec gives the container a
-// new PID namespace (a pid entry without a path).
-func ownPIDNamespace(bundle string) bool {
+// bundleFacts is what the monitor needs from a bundle's spec, read once
+// at start: whether the container has a PID namespace of its own, and its
+// cgroup (for the OOM-kill counter after exit).
+type bundleFacts struct {
+	ownPIDNS    bool
+	cgroupsPath string
+}
+
+func readBundleFacts(bundle string) bundleFacts {
 	var spec struct {
 		Linux struct {
-			Namespaces []struct{ Type, Path string } `json:"namespaces"`
+			CgroupsPath string                        `json:"cgroupsPath"`
+			Namespaces  []struct{ Type, Path string } `json:"namespaces"`
 		} `json:"linux"`
 	}
 	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
 	if err != nil || json.Unmarshal(b, &spec) != nil {
-		return false
+		return bundleFacts{}
 	}
+	f := bundleFacts{cgroupsPath: spec.Linux.CgroupsPath}
 	for _, ns := range spec.Linux.Namespaces {
 		if ns.Type == "pid" {
-			return ns.Path == ""
+			f.ownPIDNS = ns.Path == ""
 		}
 	}
-	return false
+	return f
 }
 
-// oomKilled reports whether the kernel's OOM killer acted in the
-// container's memory cgroup (cgroup v1 memory.oom_control, v2
-// memory.events). Read before runc delete removes the cgroup.
-func oomKilled(bundle string) bool {
-	var spec struct {
-		Linux struct {
-			CgroupsPath string `json:"cgroupsPath"`
-		} `json:"linux"`
-	}
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil || json.Unmarshal(b, &spec) != nil || spec.Linux.CgroupsPath == "" {
-		return false
-	}
-	path := spec.Linux.CgroupsPath
+// oomKilled reports whether the kernel's OOM killer acted in the cgroup at
+// path (cgroup v1 memory.oom_control, v2 memory.events). Read before runc
+// delete removes the cgroup. A systemd-driver path ("slice:prefix:name")
+// is resolved by runc and not tracked here.
+func oomKilled(path string) bool {
 	if !strings.HasPrefix(path, "/") {
-		// systemd driver "slice:prefix:name" → slice path is resolved by
-		// runc; not tracked here.
 		return false
 	}
 	for _, f := range []struct{ file, key string }{

@@ -134,13 +134,9 @@ func (s *Service) runExec(ctx context.Context, c store.Container, cmd []string, 
 // execProcess is the container's process spec (user, env, cwd,
 // capabilities) with cmd as its arguments.
 func execProcess(c store.Container, cmd []string) (specs.Process, error) {
-	b, err := os.ReadFile(filepath.Join(c.Bundle, "config.json"))
+	sp, _, err := bundleSpec(c.Bundle)
 	if err != nil {
-		return specs.Process{}, fmt.Errorf("read spec of container %s: %w", c.ID, err)
-	}
-	var sp specs.Spec
-	if err := json.Unmarshal(b, &sp); err != nil || sp.Process == nil {
-		return specs.Process{}, fmt.Errorf("spec of container %s: %v", c.ID, err)
+		return specs.Process{}, fmt.Errorf("container %s: %w", c.ID, err)
 	}
 	p := *sp.Process
 	p.Args = cmd
@@ -190,4 +186,21 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 		b.Buffer.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
+}
+
+// bundleSpec reads the OCI spec in a container's bundle, returning it parsed
+// and raw (for verbose status).
+func bundleSpec(bundle string) (*specs.Spec, []byte, error) {
+	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read runtime spec: %w", err)
+	}
+	var sp specs.Spec
+	if err := json.Unmarshal(b, &sp); err != nil {
+		return nil, nil, fmt.Errorf("decode runtime spec: %w", err)
+	}
+	if sp.Process == nil {
+		return nil, nil, fmt.Errorf("runtime spec has no process")
+	}
+	return &sp, b, nil
 }

@@ -4,11 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -69,12 +68,15 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatu
 			st.StopSignal = runtime.Signal(sig)
 		}
 	}
-	if u := specUser(c.Bundle); u != nil {
-		st.User = &runtime.ContainerUser{Linux: u}
+	// A created container has its spec; one whose bundle is gone (a remove
+	// in progress) simply reports no user.
+	sp, rawSpec, specErr := bundleSpec(c.Bundle)
+	if specErr == nil {
+		st.User = &runtime.ContainerUser{Linux: specUser(sp)}
 	}
 	resp := &runtime.ContainerStatusResponse{Status: st}
 	if r.GetVerbose() {
-		info, err := s.containerInfo(c, &cfg)
+		info, err := s.containerInfo(c, &cfg, rawSpec)
 		if err != nil {
 			return nil, err
 		}
@@ -85,37 +87,21 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatu
 
 // specUser is the user the container's process runs as, from its OCI spec:
 // what kubelet reports as the container's effective uid, gid and groups.
-func specUser(bundle string) *runtime.LinuxContainerUser {
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return nil
+func specUser(sp *specs.Spec) *runtime.LinuxContainerUser {
+	u := sp.Process.User
+	out := &runtime.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID), SupplementalGroups: []int64{int64(u.GID)}}
+	for _, g := range u.AdditionalGids {
+		out.SupplementalGroups = append(out.SupplementalGroups, int64(g))
 	}
-	var sp struct {
-		Process *struct {
-			User struct {
-				UID            uint32   `json:"uid"`
-				GID            uint32   `json:"gid"`
-				AdditionalGids []uint32 `json:"additionalGids"`
-			} `json:"user"`
-		} `json:"process"`
-	}
-	if json.Unmarshal(b, &sp) != nil || sp.Process == nil {
-		return nil
-	}
-	u := &runtime.LinuxContainerUser{Uid: int64(sp.Process.User.UID), Gid: int64(sp.Process.User.GID)}
-	u.SupplementalGroups = append(u.SupplementalGroups, int64(sp.Process.User.GID))
-	for _, g := range sp.Process.User.AdditionalGids {
-		u.SupplementalGroups = append(u.SupplementalGroups, int64(g))
-	}
-	return u
+	return out
 }
 
 // containerInfo is the verbose JSON containerd's CRI gives, which tools
 // (crictl inspect) read.
-func (s *Service) containerInfo(c store.Container, cfg *runtime.ContainerConfig) (string, error) {
+func (s *Service) containerInfo(c store.Container, cfg *runtime.ContainerConfig, rawSpec []byte) (string, error) {
 	var ociSpec json.RawMessage
-	if b, err := os.ReadFile(filepath.Join(c.Bundle, "config.json")); err == nil {
-		ociSpec = b
+	if rawSpec != nil {
+		ociSpec = rawSpec
 	}
 	cfgJSON, err := protojson.Marshal(cfg)
 	if err != nil {
