@@ -46,15 +46,11 @@ func run(berthBin, testbin, containerdBin, cache string, n int) error {
 	if err != nil {
 		return err
 	}
-	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
+	env, err := benchenv.StartBerth(ctx, work, berthBin, testbin, cache)
 	if err != nil {
 		return err
 	}
-	defer reg.Close()
-	netd := filepath.Join(work, "net.d")
-	if err := e2eenv.WriteCNIConfig(netd); err != nil {
-		return err
-	}
+	defer env.Close()
 	params := filepath.Join(work, "params.yaml")
 	if err := os.WriteFile(params, []byte(fmt.Sprintf(
 		"containersNumber: %d\ncontainersNumberParallel: 1\ncontainerBenchmarkTimeoutSeconds: 60\npodsNumber: %d\npodsNumberParallel: 1\npodBenchmarkTimeoutSeconds: 60\nimagesNumber: 10\nimagesNumberParallel: 1\nimageBenchmarkTimeoutSeconds: 60\npodContainerStartBenchmarkTimeoutSeconds: 60\n", n, n)), 0o644); err != nil {
@@ -62,19 +58,13 @@ func run(berthBin, testbin, containerdBin, cache string, n int) error {
 	}
 
 	results := map[string]map[string]time.Duration{}
-	bd, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
-		Binary: berthBin, Dir: filepath.Join(work, "berth"), RegistryConfigPath: reg.HostsDir,
-		CNIConfDir: netd, CNIBinDirs: []string{"/usr/lib/cni"},
-	})
-	if err != nil {
-		return err
-	}
-	results["berth"], err = bench(ctx, critest, bd.Socket, params, filepath.Join(work, "out-berth"))
-	bd.Stop()
+	// One runtime at a time: berth is stopped before containerd starts.
+	results["berth"], err = bench(ctx, critest, env.Berth.Socket, params, filepath.Join(work, "out-berth"))
+	env.Berth.Stop()
 	if err != nil {
 		return fmt.Errorf("berth: %w", err)
 	}
-	cd, err := benchenv.StartContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), reg.HostsDir, netd)
+	cd, err := benchenv.StartContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), env.Registry.HostsDir, env.CNIConfDir)
 	if err != nil {
 		return err
 	}

@@ -13,12 +13,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/bench/benchenv"
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
@@ -43,24 +43,12 @@ func run(berth, testbin, cache string, pods int) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
+	env, err := benchenv.StartBerth(ctx, work, berth, testbin, cache)
 	if err != nil {
 		return err
 	}
-	defer reg.Close()
-	hosts := reg.HostsDir
-	netd := filepath.Join(work, "net.d")
-	if err := e2eenv.WriteCNIConfig(netd); err != nil {
-		return err
-	}
-	d, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
-		Binary: berth, Dir: filepath.Join(work, "berth"), RegistryConfigPath: hosts,
-		CNIConfDir: netd, CNIBinDirs: []string{"/usr/lib/cni"},
-	})
-	if err != nil {
-		return err
-	}
-	defer d.Stop()
+	defer env.Close()
+	d := env.Berth
 	conn, err := e2eenv.Dial(d.Socket)
 	if err != nil {
 		return err

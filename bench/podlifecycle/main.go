@@ -47,24 +47,12 @@ func run(berthBin, testbin, containerdBin, cache string, iterations int) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
+	env, err := benchenv.StartBerth(ctx, work, berthBin, testbin, cache)
 	if err != nil {
 		return err
 	}
-	defer reg.Close()
-	hosts := reg.HostsDir
-	netd := filepath.Join(work, "net.d")
-	if err := e2eenv.WriteCNIConfig(netd); err != nil {
-		return err
-	}
-	bd, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
-		Binary: berthBin, Dir: filepath.Join(work, "berth"), RegistryConfigPath: hosts,
-		CNIConfDir: netd, CNIBinDirs: []string{"/usr/lib/cni"},
-	})
-	if err != nil {
-		return err
-	}
-	defer bd.Stop()
+	defer env.Close()
+	bd, hosts, netd := env.Berth, env.Registry.HostsDir, env.CNIConfDir
 	cd, err := benchenv.StartContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), hosts, netd)
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -261,10 +260,11 @@ func TestPodLifecycle(t *testing.T) {
 	}
 }
 
-func TestSharedPodPIDNamespace(t *testing.T) {
-	p := newPodEnv(t)
+// sharedPIDPod runs a pod whose containers share one PID namespace.
+func (p *podEnv) sharedPIDPod(t *testing.T, name string) (string, *runtime.PodSandboxConfig) {
+	t.Helper()
 	cfg := &runtime.PodSandboxConfig{
-		Metadata: &runtime.PodSandboxMetadata{Name: "shared-pid", Namespace: "e2e", Uid: "shared-pid"},
+		Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "e2e", Uid: name},
 		Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
 			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD},
 		}},
@@ -273,10 +273,16 @@ func TestSharedPodPIDNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pod.PodSandboxId, cfg
+}
+
+func TestSharedPodPIDNamespace(t *testing.T) {
+	p := newPodEnv(t)
+	podID, cfg := p.sharedPIDPod(t, "shared-pid")
 	var ids []string
 	for i, name := range []string{"sleeper", "looker"} {
 		resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
-			PodSandboxId: pod.PodSandboxId, SandboxConfig: cfg,
+			PodSandboxId: podID, SandboxConfig: cfg,
 			Config: &runtime.ContainerConfig{
 				Metadata: &runtime.ContainerMetadata{Name: name},
 				Image:    &runtime.ImageSpec{Image: busyboxImage},
@@ -356,23 +362,14 @@ func TestContainerAndPodStats(t *testing.T) {
 // namespace: its pause process must not linger as an orphan.
 func TestPauseDiesWithItsMonitor(t *testing.T) {
 	p := newPodEnv(t)
-	cfg := &runtime.PodSandboxConfig{
-		Metadata: &runtime.PodSandboxMetadata{Name: "pause-orphan", Namespace: "e2e", Uid: "pause-orphan"},
-		Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
-			NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD},
-		}},
-	}
-	pod, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg})
+	podID, _ := p.sharedPIDPod(t, "pause-orphan")
+	st, err := p.runtime.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: podID, Verbose: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := p.runtime.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId, Verbose: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info struct{ Pid, PausePid int }
-	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.Pid == 0 || info.PausePid == 0 {
-		t.Fatalf("verbose info %s: %v", st.Info["info"], err)
+	info := verbosePids(t, st.Info)
+	if info.PausePid == 0 {
+		t.Fatalf("no pause pid in verbose info %s", st.Info["info"])
 	}
 	if err := syscall.Kill(info.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -115,18 +115,18 @@ func mainPid(t *testing.T, p *podEnv, id string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := resp.Info["info"]
-	i := strings.Index(info, `"pid":`)
-	if i < 0 {
-		t.Fatalf("no pid in verbose info: %s", info)
+	return verbosePids(t, resp.Info).Pid
+}
+
+// verbosePids decodes the pids of a verbose status's info: the container's
+// process, or for a pod its monitor and pause process.
+func verbosePids(t *testing.T, info map[string]string) struct{ Pid, PausePid int } {
+	t.Helper()
+	var pids struct{ Pid, PausePid int }
+	if err := json.Unmarshal([]byte(info["info"]), &pids); err != nil || pids.Pid <= 0 {
+		t.Fatalf("no pid in verbose info %s: %v", info["info"], err)
 	}
-	rest := info[i+len(`"pid":`):]
-	end := strings.IndexAny(rest, ",}")
-	pid, err := strconv.Atoi(rest[:end])
-	if err != nil || pid <= 0 {
-		t.Fatalf("pid in verbose info: %q", rest[:end])
-	}
-	return pid
+	return pids
 }
 
 func TestKilledMonitorStopsItsContainers(t *testing.T) {
@@ -140,13 +140,7 @@ func TestKilledMonitorStopsItsContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := sb.Info["info"]
-	i := strings.Index(info, `"pid":`)
-	rest := info[i+len(`"pid":`):]
-	monitorPid, err := strconv.Atoi(rest[:strings.IndexAny(rest, ",}")])
-	if err != nil {
-		t.Fatalf("monitor pid in %s: %v", info, err)
-	}
+	monitorPid := verbosePids(t, sb.Info).Pid
 	t.Logf("SIGKILL the pod's monitor (pid %d)", monitorPid)
 	if err := syscall.Kill(monitorPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,50 @@
+package benchenv
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
+)
+
+// Env is what a benchmark runs berth with: a loopback registry serving the
+// test images behind a hosts.toml mirror, the bridge + portmap + loopback CNI
+// conflist, and a berth daemon using both. containerd, when a benchmark
+// compares with it, is given the same mirror and conflist.
+type Env struct {
+	Registry   *e2eenv.TestRegistry
+	CNIConfDir string
+	Berth      *e2eenv.Daemon
+}
+
+// StartBerth builds that environment under work.
+func StartBerth(ctx context.Context, work, berthBin, testbin, cache string) (*Env, error) {
+	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
+	if err != nil {
+		return nil, err
+	}
+	netd := filepath.Join(work, "net.d")
+	if err := e2eenv.WriteCNIConfig(netd); err != nil {
+		reg.Close()
+		return nil, err
+	}
+	d, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
+		Binary: berthBin, Dir: filepath.Join(work, "berth"), RegistryConfigPath: reg.HostsDir,
+		CNIConfDir: netd, CNIBinDirs: []string{"/usr/lib/cni"},
+	})
+	if err != nil {
+		reg.Close()
+		return nil, err
+	}
+	return &Env{Registry: reg, CNIConfDir: netd, Berth: d}, nil
+}
+
+// Close stops berth (if still running) and the registry.
+func (e *Env) Close() {
+	select {
+	case <-e.Berth.Exited():
+	default:
+		e.Berth.Stop()
+	}
+	e.Registry.Close()
+}
