@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/console"
 	runc "github.com/containerd/go-runc"
 
 	"github.com/berth-cri/berth/internal/crilog"
@@ -40,6 +41,14 @@ type container struct {
 	facts bundleFacts
 	// released is closed once runc's state and cgroup are gone after exit.
 	released chan struct{}
+	// exited is closed once the exit is recorded and the output drained:
+	// attached clients have seen everything the container wrote.
+	exited chan struct{}
+
+	// The stdio the monitor keeps for Attach.
+	console  console.Console // a terminal container's pty master; nil otherwise
+	stdin    *containerStdin // nil when the container was not created with stdin
+	attached attachHub
 
 	mu   sync.Mutex
 	exit *api.Exit // set once the init process has exited; guarded by mu
@@ -82,6 +91,7 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 		bundle:   req.Bundle,
 		facts:    readBundleFacts(req.Bundle),
 		released: make(chan struct{}),
+		exited:   make(chan struct{}),
 		runc: &runc.Runc{
 			Command:   m.runcPath,
 			Root:      m.runcRoot,
@@ -92,7 +102,7 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 	m.containers[req.ID] = c
 	m.mu.Unlock()
 
-	pid, err := m.create(ctx, c, req.LogPath)
+	pid, err := m.create(ctx, c, req)
 	if err != nil {
 		m.mu.Lock()
 		delete(m.containers, req.ID)
@@ -101,49 +111,31 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 		if c.log != nil {
 			c.log.Close()
 		}
+		c.closeStdio()
 		return 0, err
 	}
 	return pid, nil
 }
 
-func (m *monitor) create(ctx context.Context, c *container, logPath string) (int, error) {
+func (m *monitor) create(ctx context.Context, c *container, req api.Request) (int, error) {
 	var logFile io.WriteCloser = discard{}
-	if logPath != "" {
-		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if req.LogPath != "" {
+		f, err := os.OpenFile(req.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 		if err != nil {
 			return 0, fmt.Errorf("open log: %w", err)
 		}
 		logFile = f
 	}
 	c.log = crilog.NewFile(logFile)
-
-	stdin, err := os.Open(os.DevNull)
-	if err != nil {
-		return 0, err
-	}
-	defer stdin.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return 0, err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return 0, err
-	}
-	pio := &pipeIO{stdin: stdin, stdout: outW, stderr: errW}
 	pidFile := filepath.Join(c.bundle, "init.pid")
-	createErr := c.runc.Create(ctx, c.id, c.bundle, &runc.CreateOpts{IO: pio, PidFile: pidFile})
-	// The container holds its own copies of the write ends now; ours must go
-	// so that the copiers see EOF when the container exits.
-	outW.Close()
-	errW.Close()
-	c.output.Add(2)
-	go func() { defer c.output.Done(); m.copyOutput(c, crilog.Stdout, outR) }()
-	go func() { defer c.output.Done(); m.copyOutput(c, crilog.Stderr, errR) }()
-	if createErr != nil {
-		return 0, fmt.Errorf("runc create: %s", runcError(c.runc.Log, createErr))
+	var err error
+	if c.facts.terminal {
+		err = m.createWithTerminal(ctx, c, req, pidFile)
+	} else {
+		err = m.createWithPipes(ctx, c, req, pidFile)
+	}
+	if err != nil {
+		return 0, err
 	}
 	pid, err := readPid(pidFile)
 	if err != nil {
@@ -160,9 +152,88 @@ func (m *monitor) create(ctx context.Context, c *container, logPath string) (int
 	return pid, nil
 }
 
-func (m *monitor) copyOutput(c *container, stream string, r *os.File) {
-	defer r.Close()
-	if err := c.log.Copy(stream, r); err != nil {
+// createWithPipes runs runc create with the container's stdout and stderr
+// on pipes the monitor copies, and stdin on a pipe the monitor keeps for
+// Attach when the container asked for stdin (else /dev/null).
+func (m *monitor) createWithPipes(ctx context.Context, c *container, req api.Request, pidFile string) error {
+	var stdin *os.File
+	if req.Stdin {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		stdin = r
+		c.stdin = &containerStdin{w: w, once: req.StdinOnce}
+	} else {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return err
+		}
+		stdin = f
+	}
+	defer stdin.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	pio := &pipeIO{stdin: stdin, stdout: outW, stderr: errW}
+	createErr := c.runc.Create(ctx, c.id, c.bundle, &runc.CreateOpts{IO: pio, PidFile: pidFile})
+	// The container holds its own copies of the write ends now; ours must go
+	// so that the copiers see EOF when the container exits.
+	outW.Close()
+	errW.Close()
+	c.output.Add(2)
+	go func() {
+		defer c.output.Done()
+		defer outR.Close()
+		m.copyOutput(c, crilog.Stdout, api.FrameStdout, outR)
+	}()
+	go func() {
+		defer c.output.Done()
+		defer errR.Close()
+		m.copyOutput(c, crilog.Stderr, api.FrameStderr, errR)
+	}()
+	if createErr != nil {
+		return fmt.Errorf("runc create: %s", runcError(c.runc.Log, createErr))
+	}
+	return nil
+}
+
+// createWithTerminal runs runc create with a pty, whose master runc hands
+// over on a console socket. The terminal's output is the container's
+// stdout; its input takes attached stdin.
+func (m *monitor) createWithTerminal(ctx context.Context, c *container, req api.Request, pidFile string) error {
+	sock, err := runc.NewTempConsoleSocket()
+	if err != nil {
+		return fmt.Errorf("console socket: %w", err)
+	}
+	defer sock.Close()
+	if err := c.runc.Create(ctx, c.id, c.bundle, &runc.CreateOpts{ConsoleSocket: sock, PidFile: pidFile}); err != nil {
+		return fmt.Errorf("runc create: %s", runcError(c.runc.Log, err))
+	}
+	master, err := sock.ReceiveMaster()
+	if err != nil {
+		return fmt.Errorf("receive the container's terminal: %w", err)
+	}
+	c.console = master
+	if req.Stdin {
+		c.stdin = &containerStdin{w: master, terminal: true}
+	}
+	c.output.Add(1)
+	go func() { defer c.output.Done(); m.copyOutput(c, crilog.Stdout, api.FrameStdout, master) }()
+	return nil
+}
+
+// copyOutput writes what the container prints on r to its log and to the
+// clients attached to it.
+func (m *monitor) copyOutput(c *container, stream string, frame byte, r io.Reader) {
+	if err := c.log.Copy(stream, teeReader{r: r, frame: frame, hub: &c.attached}); err != nil {
 		m.logger.Warn("container log", "id", c.id, "stream", stream, "error", err)
 	}
 }
@@ -190,7 +261,9 @@ func (m *monitor) waitExit(c *container, exited chan runc.Exit) {
 	c.mu.Lock()
 	c.exit = &exit
 	c.mu.Unlock()
+	close(c.exited)
 	c.log.Close()
+	c.closeStdio()
 	m.logger.Info("container exited", "id", c.id, "code", exit.Code, "oom", exit.OOMKilled)
 	// The exit is durable now: report it before runc's cleanup, which the
 	// stopping client need not wait for. Delete waits for it instead.
@@ -321,10 +394,14 @@ func (m *monitor) running() int {
 type bundleFacts struct {
 	ownPIDNS    bool
 	cgroupsPath string
+	terminal    bool // the process wants a pty
 }
 
 func readBundleFacts(bundle string) bundleFacts {
 	var spec struct {
+		Process struct {
+			Terminal bool `json:"terminal"`
+		} `json:"process"`
 		Linux struct {
 			CgroupsPath string                        `json:"cgroupsPath"`
 			Namespaces  []struct{ Type, Path string } `json:"namespaces"`
@@ -334,7 +411,7 @@ func readBundleFacts(bundle string) bundleFacts {
 	if err != nil || json.Unmarshal(b, &spec) != nil {
 		return bundleFacts{}
 	}
-	f := bundleFacts{cgroupsPath: spec.Linux.CgroupsPath}
+	f := bundleFacts{cgroupsPath: spec.Linux.CgroupsPath, terminal: spec.Process.Terminal}
 	for _, ns := range spec.Linux.Namespaces {
 		if ns.Type == "pid" {
 			f.ownPIDNS = ns.Path == ""

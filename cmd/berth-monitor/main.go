@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -122,12 +123,28 @@ func (m *monitor) serve(conn net.Conn, shutdown func()) {
 	defer conn.Close()
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	var req api.Request
-	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&req); err != nil {
+	br := bufio.NewReader(conn)
+	dec := json.NewDecoder(br)
+	if err := dec.Decode(&req); err != nil {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	if req.Op == api.OpEvents {
+	switch req.Op {
+	case api.OpEvents:
 		m.streamEvents(conn)
+		return
+	case api.OpExec, api.OpAttach:
+		// Frames follow the request (and the newline json.Encoder puts
+		// after it); the decoder may have read some of them.
+		in := bufio.NewReader(io.MultiReader(dec.Buffered(), br))
+		if b, err := in.Peek(1); err == nil && b[0] == '\n' {
+			in.Discard(1)
+		}
+		if req.Op == api.OpExec {
+			m.exec(conn, in, req)
+		} else {
+			m.attach(conn, in, req)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

@@ -6,21 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
-	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berth-cri/berth/internal/runclog"
+	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -48,11 +44,8 @@ func (s *Service) ExecSync(ctx context.Context, r *runtime.ExecSyncRequest) (*ru
 		defer cancel()
 	}
 	stdout, stderr := &cappedBuffer{max: maxExecOutput}, &cappedBuffer{max: maxExecOutput}
-	code, err := s.runExec(execCtx, c, r.GetCmd(), nil, stdout, stderr)
-	if errors.Is(err, errExecKilled) {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
+	code, err := s.execInContainer(execCtx, c, r.GetCmd(), false, monitor.Stdio{Stdout: stdout, Stderr: stderr})
+	if err != nil && execCtx.Err() != nil && ctx.Err() == nil {
 		return nil, fmt.Errorf("command %q timed out after %ds and was killed: %w", strings.Join(r.GetCmd(), " "), r.GetTimeout(), context.DeadlineExceeded)
 	}
 	if err != nil {
@@ -61,118 +54,41 @@ func (s *Service) ExecSync(ctx context.Context, r *runtime.ExecSyncRequest) (*ru
 	return &runtime.ExecSyncResponse{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: code}, nil
 }
 
-// errExecKilled means runExec killed the command because ctx ended.
-var errExecKilled = errors.New("command killed")
-
-// runExec runs cmd in the running container c with runc exec, stdin (may
-// be nil) and stdout/stderr (stderr may be nil) wired through pipes, and
-// returns its exit code. When ctx ends first the command itself is killed
-// (killing runc would leave it running) and errExecKilled is returned.
-func (s *Service) runExec(ctx context.Context, c store.Container, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int32, error) {
-	proc, err := execProcess(c, cmd)
+// execInContainer has the pod's monitor run cmd in the running container c
+// (with a pty when tty) wired to stdio, and returns its exit code. When ctx
+// ends first the monitor kills the command.
+func (s *Service) execInContainer(ctx context.Context, c store.Container, cmd []string, tty bool, stdio monitor.Stdio) (int32, error) {
+	sb, err := s.store.Sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return 0, fmt.Errorf("pod of container %s: %w", c.ID, err)
+	}
+	proc, err := execProcess(c, cmd, tty)
 	if err != nil {
 		return 0, err
 	}
-	dir, err := os.MkdirTemp(c.Bundle, "exec-")
-	if err != nil {
-		return 0, err
+	code, err := monitor.Client{Socket: sb.MonitorSocket}.Exec(ctx, c.ID, proc, stdio)
+	if errors.Is(err, monitor.ErrUnreachable) {
+		return 0, fmt.Errorf("exec in container %s: %w: %w", c.ID, err, errdefs.ErrUnavailable)
 	}
-	defer os.RemoveAll(dir)
-	pio, err := runc.NewPipeIO(0, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer pio.Close()
-	go func() {
-		if stdin != nil {
-			io.Copy(pio.Stdin(), stdin)
-		}
-		pio.Stdin().Close()
-	}()
-	var copies sync.WaitGroup
-	copies.Go(func() { io.Copy(stdout, pio.Stdout()) })
-	if stderr == nil {
-		stderr = io.Discard
-	}
-	copies.Go(func() { io.Copy(stderr, pio.Stderr()) })
-
-	pidFile := filepath.Join(dir, "pid")
-	rc := s.runc()
-	rc.Log = filepath.Join(dir, "runc.log")
-	rc.LogFormat = runc.JSON
-	done := make(chan error, 1)
-	go func() {
-		done <- rc.Exec(context.WithoutCancel(ctx), c.ID, proc, &runc.ExecOpts{IO: pio, PidFile: pidFile})
-	}()
-	var execErr error
-	killed := false
-	select {
-	case execErr = <-done:
-	case <-ctx.Done():
-		killed = true
-		if pid, err := readPidFile(pidFile); err == nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		execErr = <-done
-	}
-	// Let the copiers drain what the command wrote; a background child that
-	// keeps the pipes open is cut off after a grace period.
-	drained := make(chan struct{})
-	go func() { copies.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(2 * time.Second):
-		pio.Close()
-		<-drained
-	}
-	if killed {
-		return 0, errExecKilled
-	}
-	return execExitCode(execErr, rc.Log)
+	return code, err
 }
 
 // execProcess is the container's process spec (user, env, cwd,
-// capabilities) with cmd as its arguments.
-func execProcess(c store.Container, cmd []string) (specs.Process, error) {
+// capabilities) with cmd as its arguments; with a terminal, TERM is set
+// as containerd sets it.
+func execProcess(c store.Container, cmd []string, tty bool) (specs.Process, error) {
 	sp, _, err := bundleSpec(c.Bundle)
 	if err != nil {
 		return specs.Process{}, fmt.Errorf("container %s: %w", c.ID, err)
 	}
 	p := *sp.Process
 	p.Args = cmd
-	p.Terminal = false
+	p.Terminal = tty
+	p.ConsoleSize = nil
+	if tty && !slices.ContainsFunc(p.Env, func(e string) bool { return strings.HasPrefix(e, "TERM=") }) {
+		p.Env = append(slices.Clone(p.Env), "TERM=xterm")
+	}
 	return p, nil
-}
-
-// execExitCode turns runc exec's outcome into the command's exit code. runc
-// exits 255 when it cannot start the command; that becomes 127 (not found)
-// or 126 (not executable), as a shell would say.
-func execExitCode(err error, runcLog string) (int32, error) {
-	if err == nil {
-		return 0, nil
-	}
-	var exitErr *runc.ExitError
-	if !errors.As(err, &exitErr) {
-		return 0, fmt.Errorf("runc exec: %w", err)
-	}
-	if exitErr.Status == 255 {
-		msg := runclog.LastError(runcLog)
-		switch {
-		case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
-			return 127, nil
-		case strings.Contains(msg, "permission denied"):
-			return 126, nil
-		}
-	}
-	return int32(exitErr.Status), nil
-}
-
-func readPidFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
 // cappedBuffer keeps the first max bytes written and discards the rest.

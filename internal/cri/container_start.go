@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/monitor"
@@ -29,8 +30,14 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 	if !sb.Ready {
 		return nil, fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
 	}
+	var cfg runtime.ContainerConfig
+	if err := proto.Unmarshal(c.Config, &cfg); err != nil {
+		return nil, fmt.Errorf("container %s config: %w", c.ID, err)
+	}
 	started := time.Now().UTC()
-	pid, err := monitor.Client{Socket: sb.MonitorSocket}.Start(ctx, c.ID, c.Bundle, c.LogFile)
+	pid, err := monitor.Client{Socket: sb.MonitorSocket}.Start(ctx, c.ID, c.Bundle, monitor.StartOptions{
+		LogPath: c.LogFile, Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
+	})
 	if err != nil {
 		now := time.Now().UTC()
 		if _, uerr := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {

@@ -16,6 +16,7 @@ import (
 	remotecommandserver "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
 
+	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -28,10 +29,11 @@ func (s *Service) Exec(ctx context.Context, r *runtime.ExecRequest) (*runtime.Ex
 	if len(r.GetCmd()) == 0 {
 		return nil, fmt.Errorf("cmd must not be empty: %w", errdefs.ErrInvalidArgument)
 	}
-	if r.GetTty() {
-		// runc hands out a terminal only to a detached exec, whose exit
-		// only a subreaper sees: that belongs in the pod's monitor.
-		return nil, fmt.Errorf("exec with a terminal is not built yet (issue #5): %w", errdefs.ErrNotImplemented)
+	if r.GetTty() && r.GetStderr() {
+		return nil, fmt.Errorf("tty and stderr cannot both be set: a terminal has one output stream: %w", errdefs.ErrInvalidArgument)
+	}
+	if !r.GetStdin() && !r.GetStdout() && !r.GetStderr() {
+		return nil, fmt.Errorf("one of stdin, stdout and stderr must be set: %w", errdefs.ErrInvalidArgument)
 	}
 	c, err := s.store.Containers.Get(r.GetContainerId())
 	if err != nil {
@@ -42,6 +44,26 @@ func (s *Service) Exec(ctx context.Context, r *runtime.ExecRequest) (*runtime.Ex
 	}
 	r.ContainerId = c.ID
 	return s.streams.GetExec(r)
+}
+
+// Attach returns the URL on the streaming server where the client joins a
+// running container's stdio.
+func (s *Service) Attach(ctx context.Context, r *runtime.AttachRequest) (*runtime.AttachResponse, error) {
+	if s.streams == nil {
+		return nil, fmt.Errorf("streaming server not running: %w", errdefs.ErrUnavailable)
+	}
+	if !r.GetStdin() && !r.GetStdout() && !r.GetStderr() {
+		return nil, fmt.Errorf("one of stdin, stdout and stderr must be set: %w", errdefs.ErrInvalidArgument)
+	}
+	c, err := s.store.Containers.Get(r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if c.State() != store.ContainerRunning {
+		return nil, fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	r.ContainerId = c.ID
+	return s.streams.GetAttach(r)
 }
 
 // PortForward returns the URL on the streaming server that forwards to
@@ -70,23 +92,15 @@ func (s *Service) StreamRuntime() streaming.Runtime { return streamRuntime{s} }
 
 type streamRuntime struct{ s *Service }
 
-// Exec runs cmd in the container with runc exec, wired to the client's
-// streams through pipes. A non-zero exit is returned as a CodeExitError,
-// which the server reports to the client as the command's exit code.
-// Terminals are not built yet (see Service.Exec).
+// Exec runs cmd in the container through the pod's monitor, wired to the
+// client's streams. A non-zero exit is returned as a CodeExitError, which
+// the server reports to the client as the command's exit code.
 func (rt streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommandserver.TerminalSize) error {
-	if tty {
-		return fmt.Errorf("exec with a terminal is not built yet (issue #5): %w", errdefs.ErrNotImplemented)
-	}
 	c, err := rt.s.store.Containers.Get(id)
 	if err != nil {
 		return err
 	}
-	var errOut io.Writer
-	if errw != nil {
-		errOut = errw
-	}
-	code, err := rt.s.runExec(ctx, c, cmd, in, out, errOut)
+	code, err := rt.s.execInContainer(ctx, c, cmd, tty, streamStdio(ctx, in, out, errw, resize))
 	if err != nil {
 		return err
 	}
@@ -96,9 +110,61 @@ func (rt streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io
 	return nil
 }
 
-// Attach is not built yet: the monitor has no attach endpoint (issue #5).
+// Attach joins the container's stdio, kept by the pod's monitor, until the
+// container exits or the client goes. Stdin reaches the container only if
+// it was created with stdin.
 func (rt streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out, errw io.WriteCloser, tty bool, resize <-chan remotecommandserver.TerminalSize) error {
-	return fmt.Errorf("attach is not built yet (issue #5): %w", errdefs.ErrNotImplemented)
+	c, err := rt.s.store.Containers.Get(id)
+	if err != nil {
+		return err
+	}
+	sb, err := rt.s.store.Sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return fmt.Errorf("pod of container %s: %w", c.ID, err)
+	}
+	_, err = monitor.Client{Socket: sb.MonitorSocket}.Attach(ctx, c.ID, streamStdio(ctx, in, out, errw, resize))
+	if ctx.Err() != nil {
+		return nil // the client detached
+	}
+	return err
+}
+
+// streamStdio adapts the streaming server's streams to the monitor
+// client's. Terminal sizes are forwarded until ctx ends.
+func streamStdio(ctx context.Context, in io.Reader, out, errw io.WriteCloser, resize <-chan remotecommandserver.TerminalSize) monitor.Stdio {
+	var stdio monitor.Stdio
+	if in != nil {
+		stdio.Stdin = in
+	}
+	if out != nil {
+		stdio.Stdout = out
+	}
+	if errw != nil {
+		stdio.Stderr = errw
+	}
+	if resize != nil {
+		sizes := make(chan monitor.TermSize)
+		go func() {
+			defer close(sizes)
+			for {
+				select {
+				case sz, ok := <-resize:
+					if !ok {
+						return
+					}
+					select {
+					case sizes <- monitor.TermSize{Width: sz.Width, Height: sz.Height}:
+					case <-ctx.Done():
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		stdio.Resize = sizes
+	}
+	return stdio
 }
 
 // PortForward connects stream to port on the pod's loopback, dialled from

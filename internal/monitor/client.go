@@ -128,9 +128,17 @@ func (c Client) call(ctx context.Context, req api.Request) (api.Response, error)
 	return resp, nil
 }
 
+// StartOptions are a container's stdio choices.
+type StartOptions struct {
+	LogPath string // the CRI log file ("" for none)
+	// Stdin keeps the container's stdin open for Attach; StdinOnce closes
+	// it when the first attached client's stdin ends.
+	Stdin, StdinOnce bool
+}
+
 // Start runs the container in bundle and returns its PID.
-func (c Client) Start(ctx context.Context, id, bundle, logPath string) (int, error) {
-	resp, err := c.call(ctx, api.Request{Op: api.OpStart, ID: id, Bundle: bundle, LogPath: logPath})
+func (c Client) Start(ctx context.Context, id, bundle string, o StartOptions) (int, error) {
+	resp, err := c.call(ctx, api.Request{Op: api.OpStart, ID: id, Bundle: bundle, LogPath: o.LogPath, Stdin: o.Stdin, StdinOnce: o.StdinOnce})
 	return resp.Pid, err
 }
 

@@ -96,7 +96,7 @@ func TestMonitorRunsContainerAndRecordsExit(t *testing.T) {
 
 	b := bundle(t, dir, "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3")
 	logPath := filepath.Join(dir, "ctr.log")
-	pid, err := c.Start(t.Context(), "c1", b, logPath)
+	pid, err := c.Start(t.Context(), "c1", b, monitor.StartOptions{LogPath: logPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestMonitorKillAndBadStart(t *testing.T) {
 	dir := t.TempDir()
 	c := launchMonitor(t, dir)
 	b := bundle(t, dir, "sleep", "1000")
-	if _, err := c.Start(t.Context(), "sleeper", b, ""); err != nil {
+	if _, err := c.Start(t.Context(), "sleeper", b, monitor.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Delete(t.Context(), "sleeper"); err == nil {
@@ -161,7 +161,7 @@ func TestMonitorKillAndBadStart(t *testing.T) {
 	}
 
 	bad := bundle(t, dir, "/no/such/binary")
-	_, err := c.Start(t.Context(), "bad", bad, "")
+	_, err := c.Start(t.Context(), "bad", bad, monitor.StartOptions{})
 	if err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("start of a missing binary: err = %v, want runc's reason", err)
 	}

@@ -5,7 +5,14 @@
 // it, and every import costs each pod memory.
 package api
 
-import "time"
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
 
 // Operations.
 const (
@@ -17,6 +24,8 @@ const (
 	OpEvents   = "events"   // stream exit events
 	OpShutdown = "shutdown" // exit once no container runs (ending the pause process)
 	OpPause    = "pause"    // start (once) the init of a shared pod PID namespace; Response.Pid
+	OpExec     = "exec"     // run Process in a running container; then frames (see FrameStdin)
+	OpAttach   = "attach"   // join a running container's stdio; then frames
 )
 
 // Request is one call.
@@ -30,6 +39,14 @@ type Request struct {
 	// Signal for Kill; All signals every process of the container.
 	Signal int  `json:"signal,omitempty"`
 	All    bool `json:"all,omitempty"`
+	// Stdin: for Start, keep the container's stdin open for Attach; for
+	// Exec and Attach, the client sends stdin. StdinOnce (Start): close the
+	// container's stdin when the first attached client's stdin ends.
+	Stdin     bool `json:"stdin,omitempty"`
+	StdinOnce bool `json:"stdin_once,omitempty"`
+	// Process is the OCI process spec (JSON) for Exec; its terminal field
+	// asks for a pty.
+	Process json.RawMessage `json:"process,omitempty"`
 }
 
 // Response answers a Request. Error is set when the call failed.
@@ -64,4 +81,102 @@ const ExitFile = "exit.json"
 type Event struct {
 	ID   string `json:"id"`
 	Exit Exit   `json:"exit"`
+}
+
+// Streams: an Exec or Attach connection, after its Request, carries frames
+// both ways: a kind byte, a big-endian uint32 length, then the payload.
+const (
+	// Client to monitor.
+	FrameStdin      byte = 'i' // bytes for the process's stdin
+	FrameStdinClose byte = 'c' // no more stdin: close it
+	FrameResize     byte = 'r' // terminal size: uint16 width, uint16 height
+
+	// Monitor to client.
+	FrameStdout byte = 'o'
+	FrameStderr byte = 'e'
+	FrameExit   byte = 'x' // int32 exit code; the last frame of an exec or attach
+	FrameError  byte = '!' // an error message; the last frame
+)
+
+// MaxFramePayload bounds one frame, so a peer cannot make the other
+// allocate without limit.
+const MaxFramePayload = 64 << 10
+
+// FrameWriter writes frames; it is safe for concurrent use.
+type FrameWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	hdr [5]byte
+}
+
+// NewFrameWriter writes frames to w.
+func NewFrameWriter(w io.Writer) *FrameWriter { return &FrameWriter{w: w} }
+
+// Write sends p as frames of kind, split at MaxFramePayload.
+func (fw *FrameWriter) Write(kind byte, p []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	for {
+		n := min(len(p), MaxFramePayload)
+		fw.hdr[0] = kind
+		binary.BigEndian.PutUint32(fw.hdr[1:], uint32(n))
+		if _, err := fw.w.Write(fw.hdr[:]); err != nil {
+			return err
+		}
+		if _, err := fw.w.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+		if len(p) == 0 {
+			return nil
+		}
+	}
+}
+
+// WriteExit sends the exit frame.
+func (fw *FrameWriter) WriteExit(code int32) error {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(code))
+	return fw.Write(FrameExit, b[:])
+}
+
+// WriteResize sends a terminal size.
+func (fw *FrameWriter) WriteResize(width, height uint16) error {
+	var b [4]byte
+	binary.BigEndian.PutUint16(b[:2], width)
+	binary.BigEndian.PutUint16(b[2:], height)
+	return fw.Write(FrameResize, b[:])
+}
+
+// ReadFrame reads one frame from r into buf (which must hold
+// MaxFramePayload bytes) and returns its kind and payload.
+func ReadFrame(r io.Reader, buf []byte) (byte, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > MaxFramePayload {
+		return 0, nil, fmt.Errorf("frame of %d bytes exceeds %d", n, MaxFramePayload)
+	}
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		return 0, nil, err
+	}
+	return hdr[0], buf[:n], nil
+}
+
+// ParseExit decodes an exit frame's payload.
+func ParseExit(p []byte) (int32, error) {
+	if len(p) != 4 {
+		return 0, fmt.Errorf("exit frame of %d bytes", len(p))
+	}
+	return int32(binary.BigEndian.Uint32(p)), nil
+}
+
+// ParseResize decodes a resize frame's payload.
+func ParseResize(p []byte) (width, height uint16, err error) {
+	if len(p) != 4 {
+		return 0, 0, fmt.Errorf("resize frame of %d bytes", len(p))
+	}
+	return binary.BigEndian.Uint16(p[:2]), binary.BigEndian.Uint16(p[2:]), nil
 }

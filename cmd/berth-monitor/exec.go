@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/console"
+	runc "github.com/containerd/go-runc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-cri/berth/internal/monitor/api"
+	"github.com/berth-cri/berth/internal/runclog"
+)
+
+// execStartTimeout bounds runc exec itself (not the command it starts).
+const execStartTimeout = time.Minute
+
+// exec runs req.Process in a running container and streams its stdio over
+// conn until it exits; the last frame is its exit code or an error. The
+// client hanging up kills the process: that is how a timed-out ExecSync
+// ends it.
+func (m *monitor) exec(conn net.Conn, in io.Reader, req api.Request) {
+	fw := api.NewFrameWriter(conn)
+	code, err := m.runExec(in, fw, req)
+	if err != nil {
+		fw.Write(api.FrameError, []byte(err.Error()))
+		return
+	}
+	fw.WriteExit(code)
+}
+
+func (m *monitor) runExec(in io.Reader, fw *api.FrameWriter, req api.Request) (int32, error) {
+	c, err := m.get(req.ID)
+	if err != nil {
+		return 0, err
+	}
+	if !c.state().Running {
+		return 0, fmt.Errorf("container %s is not running", c.id)
+	}
+	var proc specs.Process
+	if err := json.Unmarshal(req.Process, &proc); err != nil {
+		return 0, fmt.Errorf("exec process: %w", err)
+	}
+	dir, err := os.MkdirTemp(c.bundle, "exec-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), execStartTimeout)
+	defer cancel()
+	x := &execution{
+		pidFile: filepath.Join(dir, "pid"),
+		opts:    &runc.ExecOpts{Detach: true, LogFile: filepath.Join(dir, "runc.log")},
+	}
+	x.opts.PidFile = x.pidFile
+	if proc.Terminal {
+		err = x.startWithTerminal(ctx, c, proc, fw)
+	} else {
+		err = x.startWithPipes(ctx, c, proc, req.Stdin, fw)
+	}
+	defer x.close()
+	if err != nil {
+		var exitErr *runc.ExitError
+		if errors.As(err, &exitErr) {
+			if code, ok := execFailureCode(exitErr, x.opts.LogFile); ok {
+				return code, nil
+			}
+		}
+		return 0, fmt.Errorf("runc exec: %s", runcError(x.opts.LogFile, err))
+	}
+	pid, err := readPid(x.pidFile)
+	if err != nil {
+		return 0, err
+	}
+	exited := m.reaper.claim(pid)
+	done := make(chan struct{})
+	go func() {
+		readClient(in, x.stdin, x.console)
+		select {
+		case <-done:
+		default:
+			// The client went before the process ended.
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}()
+	e := <-exited
+	close(done)
+	// Let the copiers drain what the command wrote; a background child that
+	// keeps the output open is cut off.
+	drained := make(chan struct{})
+	go func() { x.output.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drainTimeout):
+		x.close()
+	}
+	return int32(e.Status), nil
+}
+
+// execution is one exec'd process's stdio.
+type execution struct {
+	pidFile string
+	opts    *runc.ExecOpts
+	stdin   *containerStdin
+	console console.Console
+	output  sync.WaitGroup
+	closers []io.Closer
+	once    sync.Once
+}
+
+func (x *execution) close() {
+	x.once.Do(func() {
+		for _, c := range x.closers {
+			c.Close()
+		}
+	})
+}
+
+func (x *execution) startWithTerminal(ctx context.Context, c *container, proc specs.Process, fw *api.FrameWriter) error {
+	sock, err := runc.NewTempConsoleSocket()
+	if err != nil {
+		return fmt.Errorf("console socket: %w", err)
+	}
+	defer sock.Close()
+	x.opts.ConsoleSocket = sock
+	if err := c.runc.Exec(ctx, c.id, proc, x.opts); err != nil {
+		return err
+	}
+	master, err := sock.ReceiveMaster()
+	if err != nil {
+		return fmt.Errorf("receive the exec's terminal: %w", err)
+	}
+	x.console = master
+	x.closers = append(x.closers, master)
+	// The terminal stays open after the client's stdin ends: the shell
+	// reads the client's end-of-file as ^D if it wants one.
+	x.stdin = &containerStdin{w: master, terminal: true}
+	x.output.Go(func() { copyFrames(fw, api.FrameStdout, master) })
+	return nil
+}
+
+func (x *execution) startWithPipes(ctx context.Context, c *container, proc specs.Process, withStdin bool, fw *api.FrameWriter) error {
+	var stdin *os.File
+	if withStdin {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		stdin = r
+		x.stdin = &containerStdin{w: w, once: true}
+		x.closers = append(x.closers, w)
+	} else {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return err
+		}
+		stdin = f
+	}
+	defer stdin.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	x.closers = append(x.closers, outR, errR)
+	x.opts.IO = &pipeIO{stdin: stdin, stdout: outW, stderr: errW}
+	execErr := c.runc.Exec(ctx, c.id, proc, x.opts)
+	outW.Close()
+	errW.Close()
+	x.output.Go(func() { copyFrames(fw, api.FrameStdout, outR) })
+	x.output.Go(func() { copyFrames(fw, api.FrameStderr, errR) })
+	return execErr
+}
+
+// copyFrames sends what r yields as frames until it ends. A client that
+// has gone does not stop the reading: the process must not block on a
+// full pipe before it is killed.
+func copyFrames(fw *api.FrameWriter, frame byte, r io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			_ = fw.Write(frame, buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// execFailureCode is the exit code for a command runc could not start:
+// runc exits 255 then, which becomes 127 (not found) or 126 (not
+// executable), as a shell would say.
+func execFailureCode(err *runc.ExitError, runcLog string) (int32, bool) {
+	if err.Status != 255 {
+		return 0, false
+	}
+	msg := runclog.LastError(runcLog)
+	switch {
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+		return 127, true
+	case strings.Contains(msg, "permission denied"):
+		return 126, true
+	}
+	return 0, false
+}
