@@ -75,7 +75,7 @@ bench-monitor-mem: build bin/testbin
 .PHONY: bench-pods
 bench-pods: deps build bin/testbin
 	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
-	$(GO) run ./bench/podlifecycle -berth bin/berth -testbin bin/testbin -iterations 20
+	$(GO) run ./bench/podlifecycle -berth bin/berth -testbin bin/testbin -iterations 20 -parallel 100
 
 # critest's own benchmark suite (critest -benchmark) against berth and
 # containerd 1.6, same images, mirror and CNI.

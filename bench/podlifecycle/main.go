@@ -3,18 +3,23 @@
 // RunPodSandbox, CreateContainer, StartContainer, StopContainer (timeout 0),
 // RemoveContainer, StopPodSandbox, RemovePodSandbox. Both attach pods to
 // the same bridge + portmap + loopback CNI conflist; containerd also runs
-// its pause container, berth has none by design.
+// its pause container, berth has none by design. Then, per runtime, the
+// wall time of -parallel pods each started with one running container all
+// at once (RunPodSandbox, CreateContainer, StartContainer), and of stopping
+// and removing them all at once.
 //
-//	go run ./bench/podlifecycle -berth bin/berth -testbin bin/testbin -iterations 20
+//	go run ./bench/podlifecycle -berth bin/berth -testbin bin/testbin -iterations 20 -parallel 100
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -33,14 +38,15 @@ func main() {
 	containerd := flag.String("containerd", "/usr/bin/containerd", "containerd binary")
 	cache := flag.String("cache", "/var/cache/berth-e2e", "e2e cache (busybox package)")
 	iterations := flag.Int("iterations", 20, "pods per runtime")
+	parallel := flag.Int("parallel", 100, "pods started at once per runtime for the wall-time figure (0: skip)")
 	flag.Parse()
-	if err := run(*berth, *testbin, *containerd, *cache, *iterations); err != nil {
+	if err := run(*berth, *testbin, *containerd, *cache, *iterations, *parallel); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/podlifecycle:", err)
 		os.Exit(1)
 	}
 }
 
-func run(berthBin, testbin, containerdBin, cache string, iterations int) error {
+func run(berthBin, testbin, containerdBin, cache string, iterations, parallel int) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "berth-bench-pods-")
 	if err != nil {
@@ -105,7 +111,92 @@ func run(berthBin, testbin, containerdBin, cache string, iterations int) error {
 	}
 	fmt.Println("  (container lifecycle = create + start + stop + remove, summed per iteration)")
 	fmt.Println("  both: CNI bridge/portmap/loopback; containerd also runs a pause container, berth pins namespaces instead")
+	if parallel <= 0 {
+		return nil
+	}
+	fmt.Printf("%d pods at once, each with one running container (wall time, s)\n", parallel)
+	fmt.Printf("  %-18s %10s %10s %8s\n", "phase", "berth", "containerd", "ratio")
+	walls := map[string][2]time.Duration{}
+	for _, t := range targets {
+		up, down, err := burst(ctx, t.socket, parallel)
+		if err != nil {
+			return fmt.Errorf("%s: %d pods at once: %w", t.name, parallel, err)
+		}
+		for i, d := range []time.Duration{up, down} {
+			phase := []string{"start all", "stop+remove all"}[i]
+			w := walls[phase]
+			w[slices.Index(targets, t)] = d
+			walls[phase] = w
+		}
+	}
+	for _, phase := range []string{"start all", "stop+remove all"} {
+		w := walls[phase]
+		fmt.Printf("  %-18s %10.2f %10.2f %8.2f\n", phase, w[0].Seconds(), w[1].Seconds(), float64(w[0])/float64(w[1]))
+	}
 	return nil
+}
+
+// burst starts n pods with one container each, all at once, and then stops
+// and removes them all at once, returning the wall time of each phase.
+func burst(ctx context.Context, socket string, n int) (up, down time.Duration, err error) {
+	conn, err := e2eenv.Dial(socket)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	rt := runtime.NewRuntimeServiceClient(conn)
+	pods := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			cfg := &runtime.PodSandboxConfig{
+				Metadata: &runtime.PodSandboxMetadata{Name: fmt.Sprintf("burst-%d", i), Namespace: "bench", Uid: fmt.Sprintf("burst-%d", i)},
+				Linux:    &runtime.LinuxPodSandboxConfig{},
+			}
+			pod, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
+			if err != nil {
+				errs[i] = fmt.Errorf("RunPodSandbox: %w", err)
+				return
+			}
+			pods[i] = pod.PodSandboxId
+			ctr, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: cfg,
+				Config: &runtime.ContainerConfig{
+					Metadata: &runtime.ContainerMetadata{Name: "c"},
+					Image:    &runtime.ImageSpec{Image: busybox},
+					Command:  []string{"sleep", "1000"},
+				}})
+			if err != nil {
+				errs[i] = fmt.Errorf("CreateContainer: %w", err)
+				return
+			}
+			if _, err := rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
+				errs[i] = fmt.Errorf("StartContainer: %w", err)
+			}
+		})
+	}
+	wg.Wait()
+	up = time.Since(start)
+	start = time.Now()
+	for i := range n {
+		if pods[i] == "" {
+			continue
+		}
+		wg.Go(func() {
+			// StopPodSandbox stops the pod's containers; RemovePodSandbox
+			// removes them with it.
+			if _, err := rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pods[i]}); err != nil && errs[i] == nil {
+				errs[i] = fmt.Errorf("StopPodSandbox: %w", err)
+			}
+			if _, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pods[i]}); err != nil && errs[i] == nil {
+				errs[i] = fmt.Errorf("RemovePodSandbox: %w", err)
+			}
+		})
+	}
+	wg.Wait()
+	down = time.Since(start)
+	return up, down, errors.Join(errs...)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -142,17 +142,13 @@ func (m *monitor) create(ctx context.Context, c *container, req api.Request) (in
 		return 0, err
 	}
 	c.pid = pid
-	exited := m.reaper.claim(pid)
-	if err := c.runc.Start(ctx, c.id); err != nil {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		<-exited
-		return 0, fmt.Errorf("runc start: %s", runcError(c.runc.Log, err))
-	}
-	go m.waitExit(c, exited)
+	// The process may have exited already: the reaper keeps that exit for
+	// this claim.
+	go m.waitExit(c, m.reaper.claim(pid))
 	return pid, nil
 }
 
-// createWithPipes runs runc create with the container's stdout and stderr
+// createWithPipes runs the container (runc run --detach) with the container's stdout and stderr
 // on pipes the monitor copies, and stdin on a pipe the monitor keeps for
 // Attach when the container asked for stdin (else /dev/null).
 func (m *monitor) createWithPipes(ctx context.Context, c *container, req api.Request, pidFile string) error {
@@ -183,7 +179,7 @@ func (m *monitor) createWithPipes(ctx context.Context, c *container, req api.Req
 		return err
 	}
 	pio := &pipeIO{stdin: stdin, stdout: outW, stderr: errW}
-	createErr := c.runc.Create(ctx, c.id, c.bundle, &runc.CreateOpts{IO: pio, PidFile: pidFile})
+	_, createErr := c.runc.Run(ctx, c.id, c.bundle, &runc.CreateOpts{IO: pio, PidFile: pidFile, Detach: true})
 	// The container holds its own copies of the write ends now; ours must go
 	// so that the copiers see EOF when the container exits.
 	outW.Close()
@@ -200,12 +196,12 @@ func (m *monitor) createWithPipes(ctx context.Context, c *container, req api.Req
 		m.copyOutput(c, crilog.Stderr, api.FrameStderr, errR)
 	}()
 	if createErr != nil {
-		return fmt.Errorf("runc create: %s", runcError(c.runc.Log, createErr))
+		return fmt.Errorf("runc run: %s", runcError(c.runc.Log, createErr))
 	}
 	return nil
 }
 
-// createWithTerminal runs runc create with a pty, whose master runc hands
+// createWithTerminal runs the container (runc run --detach) with a pty, whose master runc hands
 // over on a console socket. The terminal's output is the container's
 // stdout; its input takes attached stdin.
 func (m *monitor) createWithTerminal(ctx context.Context, c *container, req api.Request, pidFile string) error {
@@ -214,8 +210,8 @@ func (m *monitor) createWithTerminal(ctx context.Context, c *container, req api.
 		return fmt.Errorf("console socket: %w", err)
 	}
 	defer sock.Close()
-	if err := c.runc.Create(ctx, c.id, c.bundle, &runc.CreateOpts{ConsoleSocket: sock, PidFile: pidFile}); err != nil {
-		return fmt.Errorf("runc create: %s", runcError(c.runc.Log, err))
+	if _, err := c.runc.Run(ctx, c.id, c.bundle, &runc.CreateOpts{ConsoleSocket: sock, PidFile: pidFile, Detach: true}); err != nil {
+		return fmt.Errorf("runc run: %s", runcError(c.runc.Log, err))
 	}
 	master, err := sock.ReceiveMaster()
 	if err != nil {

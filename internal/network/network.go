@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,7 +46,10 @@ type Manager struct {
 // handles are the loaded network: full, and without the portmap plugin for
 // pods that map no host port. portmap does nothing for those on ADD, yet
 // its DEL costs several iptables runs; the same choice is made on ADD and
-// DEL, since both follow the pod's own port mappings.
+// DEL, since both follow the pod's own port mappings. Both leave out a
+// loopback plugin: berth brings lo up when it creates the namespace, and
+// the plugin would only do it again at the price of a process per ADD and
+// DEL.
 type handles struct {
 	full, noPortmap gocni.CNI
 }
@@ -88,14 +92,17 @@ func (m *Manager) current() (handles, error) {
 	if m.cni.full != nil && m.loaded == key {
 		return m.cni, nil
 	}
-	full, err := m.load(gocni.WithConfListFile(probe.File))
+	var full gocni.CNI
+	if list, ok := withoutPlugins(probe.File, "loopback"); ok {
+		full, err = m.load(gocni.WithConfListBytes(list))
+	} else if full, err = m.load(gocni.WithConfListFile(probe.File)); err != nil {
+		full, err = m.load(gocni.WithConfFile(probe.File))
+	}
 	if err != nil {
-		if full, err = m.load(gocni.WithConfFile(probe.File)); err != nil {
-			return handles{}, fmt.Errorf("load cni config %s: %w", probe.File, err)
-		}
+		return handles{}, fmt.Errorf("load cni config %s: %w", probe.File, err)
 	}
 	h := handles{full: full}
-	if slim, ok := withoutPortmap(probe.File); ok {
+	if slim, ok := withoutPlugins(probe.File, "loopback", "portmap"); ok {
 		if h.noPortmap, err = m.load(gocni.WithConfListBytes(slim)); err != nil {
 			return handles{}, fmt.Errorf("load cni config %s without portmap: %w", probe.File, err)
 		}
@@ -116,9 +123,9 @@ func (m *Manager) load(opt gocni.Opt) (gocni.CNI, error) {
 	return c, nil
 }
 
-// withoutPortmap returns the conflist at file minus its portmap plugins,
-// and whether it had any.
-func withoutPortmap(file string) ([]byte, bool) {
+// withoutPlugins returns the conflist at file minus its plugins of the
+// given types, and whether it had any (and keeps at least one other).
+func withoutPlugins(file string, types ...string) ([]byte, bool) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, false
@@ -130,7 +137,7 @@ func withoutPortmap(file string) ([]byte, bool) {
 	plugins, _ := list["plugins"].([]any)
 	var kept []any
 	for _, p := range plugins {
-		if m, ok := p.(map[string]any); ok && m["type"] == "portmap" {
+		if m, ok := p.(map[string]any); ok && slices.Contains(types, fmt.Sprint(m["type"])) {
 			continue
 		}
 		kept = append(kept, p)

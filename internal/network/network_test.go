@@ -9,11 +9,11 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-func TestWithoutPortmap(t *testing.T) {
+func TestWithoutPlugins(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "10.conflist")
 	os.WriteFile(file, []byte(`{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"},{"type":"portmap","capabilities":{"portMappings":true}},{"type":"loopback"}]}`), 0o644)
-	b, ok := withoutPortmap(file)
+	b, ok := withoutPlugins(file, "loopback", "portmap")
 	if !ok {
 		t.Fatal("portmap not found")
 	}
@@ -24,12 +24,17 @@ func TestWithoutPortmap(t *testing.T) {
 	if err := json.Unmarshal(b, &list); err != nil {
 		t.Fatal(err)
 	}
-	if list.Name != "n" || len(list.Plugins) != 2 || list.Plugins[0].Type != "bridge" || list.Plugins[1].Type != "loopback" {
+	if list.Name != "n" || len(list.Plugins) != 1 || list.Plugins[0].Type != "bridge" {
 		t.Errorf("slim list = %s", b)
 	}
 	os.WriteFile(file, []byte(`{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"}]}`), 0o644)
-	if _, ok := withoutPortmap(file); ok {
+	if _, ok := withoutPlugins(file, "portmap"); ok {
 		t.Error("a list without portmap reported one")
+	}
+	// A list of nothing but the dropped plugins is used as it is.
+	os.WriteFile(file, []byte(`{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"loopback"}]}`), 0o644)
+	if _, ok := withoutPlugins(file, "loopback"); ok {
+		t.Error("a list of only loopback was emptied")
 	}
 }
 

@@ -15,12 +15,15 @@ import (
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
-// TestManyPodsInParallel creates, starts, stops and removes 50 pods of two
-// containers each, all at once, then checks that nothing is left: no mount,
-// no monitor, no pod or container directory.
+// TestManyPodsInParallel creates, starts, stops and removes 100 pods of two
+// containers each, all at once, on the bridge network (every fourth pod
+// with a host port), then checks that nothing is left: no mount, no
+// monitor, no pod or container directory, no veth, no IP reservation, no
+// iptables rule, no cgroup.
 func TestManyPodsInParallel(t *testing.T) {
 	p := newPodEnv(t)
 	vethsBefore := countVeths(t)
+	rulesBefore := cniRules(t)
 	// A cgroup parent of this test's own, so that the check below sees only
 	// what these pods made.
 	parent := "/berth-e2e-parallel-" + fmt.Sprint(time.Now().UnixNano())
@@ -31,12 +34,16 @@ func TestManyPodsInParallel(t *testing.T) {
 			os.Remove(d)
 		}
 	})
-	const pods = 50
+	const pods = 100
 	var wg sync.WaitGroup
 	errs := make(chan error, pods)
 	for i := range pods {
 		wg.Go(func() {
-			if err := p.podRoundTrip(t, fmt.Sprintf("par-%02d", i), parent); err != nil {
+			var ports []*runtime.PortMapping
+			if i%4 == 0 {
+				ports = []*runtime.PortMapping{{ContainerPort: 80, HostPort: int32(30000 + i)}}
+			}
+			if err := p.podRoundTrip(t, fmt.Sprintf("par-%02d", i), parent, ports); err != nil {
 				errs <- fmt.Errorf("pod %d: %w", i, err)
 			}
 		})
@@ -63,6 +70,9 @@ func TestManyPodsInParallel(t *testing.T) {
 	if files, _ := filepath.Glob("/var/lib/cni/networks/berth-e2e/10.*"); len(files) != 0 {
 		t.Errorf("IP reservations left: %v", files)
 	}
+	if rules := cniRules(t); len(rules) != len(rulesBefore) {
+		t.Errorf("%d CNI iptables rules before, %d after:\n%s", len(rulesBefore), len(rules), strings.Join(rules, "\n"))
+	}
 	for _, dir := range []string{"pods", "containers"} {
 		if n := countDirs(t, filepath.Join(p.daemon.State, dir)); n != 0 {
 			t.Errorf("%d entries left in state/%s", n, dir)
@@ -81,11 +91,12 @@ func TestManyPodsInParallel(t *testing.T) {
 	}
 }
 
-func (p *podEnv) podRoundTrip(t *testing.T, name, cgroupParent string) error {
+func (p *podEnv) podRoundTrip(t *testing.T, name, cgroupParent string, ports []*runtime.PortMapping) error {
 	ctx := t.Context()
 	cfg := &runtime.PodSandboxConfig{
-		Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "par", Uid: name},
-		Linux:    &runtime.LinuxPodSandboxConfig{CgroupParent: cgroupParent},
+		Metadata:     &runtime.PodSandboxMetadata{Name: name, Namespace: "par", Uid: name},
+		Linux:        &runtime.LinuxPodSandboxConfig{CgroupParent: cgroupParent},
+		PortMappings: ports,
 	}
 	pod, err := p.runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
@@ -122,6 +133,23 @@ func (p *podEnv) podRoundTrip(t *testing.T, name, cgroupParent string) error {
 	}
 	_, err = p.runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 	return err
+}
+
+// cniRules lists the iptables rules and chains the CNI plugins make
+// (bridge masquerading, portmap DNAT), all named CNI-….
+func cniRules(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("iptables-save").Output()
+	if err != nil {
+		t.Fatalf("iptables-save: %v", err)
+	}
+	var rules []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "CNI-") {
+			rules = append(rules, line)
+		}
+	}
+	return rules
 }
 
 func countVeths(t *testing.T) int {

@@ -16,7 +16,7 @@ import (
 
 // Operations.
 const (
-	OpStart    = "start"    // runc create + start a container; Response.Pid
+	OpStart    = "start"    // run a container (runc run --detach); Response.Pid
 	OpKill     = "kill"     // signal a container's init (or all its processes)
 	OpDelete   = "delete"   // forget an exited container; runc delete --force
 	OpReopen   = "reopen"   // reopen a container's log file
