@@ -88,6 +88,9 @@ type Runtime struct {
 	// CgroupDriver is "cgroupfs", "systemd", or "" to pick systemd when the
 	// host runs systemd and cgroupfs otherwise.
 	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`
+	// PauseContainer runs image.sandbox_image in every pod as an infra
+	// container, the classic layout, for tools that expect one.
+	PauseContainer bool `toml:"pause_container" json:"pause_container"`
 }
 
 // Stream configures the exec / port-forward streaming server.

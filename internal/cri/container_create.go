@@ -41,7 +41,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		return nil, fmt.Errorf("decode pod config: %w", err)
 	}
 	pidNS := ""
-	if sb.PausePid > 0 {
+	if sb.PausePid > 0 && podCfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD {
 		pidNS = fmt.Sprintf("/proc/%d/ns/pid", sb.PausePid)
 	}
 	img, err := s.images.Get(cfg.GetImage().GetImage())

@@ -202,6 +202,10 @@ func (s *Service) monitorDied(ctx context.Context, sb store.Sandbox) {
 		s.recordExit(c.ID, api.Exit{Code: 137, Signal: int(syscall.SIGKILL), FinishedAt: time.Now().UTC()}, reasonMonitorDied,
 			"the pod's monitor exited, so berth killed the container rather than leave it unmonitored")
 	}
+	if sb.PauseContainer {
+		// runc delete --force kills it; RemovePodSandbox removes the rest.
+		_ = r.Delete(ctx, sb.ID, &runc.DeleteOpts{Force: true})
+	}
 }
 
 // monitorAlive reports whether the sandbox's monitor process still runs:

@@ -61,6 +61,20 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 		}
 		s.logger.Info("removed half-made pod sandbox", "id", id)
 	}
+	pauses, err := os.ReadDir(filepath.Join(s.cfg.State, "pause"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, e := range pauses {
+		id := e.Name()
+		if sb, err := s.store.Sandboxes.Get(id); err == nil && sb.PauseContainer {
+			continue
+		}
+		if err := s.removePauseContainer(ctx, store.Sandbox{ID: id}); err != nil {
+			return fmt.Errorf("remove half-made pause container: %w", err)
+		}
+		s.logger.Info("removed half-made pause container", "pod", id)
+	}
 	ctrs, err := os.ReadDir(filepath.Join(s.cfg.State, "containers"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

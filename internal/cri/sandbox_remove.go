@@ -37,6 +37,12 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 	if err := s.detachNetwork(ctx, sb); err != nil {
 		return nil, err
 	}
+	if err := s.stopPauseContainer(ctx, sb); err != nil {
+		return nil, err
+	}
+	if err := s.removePauseContainer(ctx, sb); err != nil {
+		return nil, err
+	}
 	if err := s.stopMonitor(ctx, sb); err != nil {
 		return nil, err
 	}

@@ -20,8 +20,8 @@ import (
 )
 
 // RunPodSandbox makes a pod: pinned namespaces, /etc files and /dev/shm,
-// and its monitor process. No pause container runs. On failure nothing is
-// left behind.
+// and its monitor process. No pause container runs unless the classic mode
+// is configured (sandbox_pause.go). On failure nothing is left behind.
 func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxRequest) (_ *runtime.RunPodSandboxResponse, retErr error) {
 	cfg := r.GetConfig()
 	if err := validatePodConfig(cfg); err != nil {
@@ -105,7 +105,20 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		return nil, err
 	}
 	sb.MonitorPid = pid
-	if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD {
+	if s.cfg.Runtime.PauseContainer {
+		if sb.PausePid, err = s.startPauseContainer(ctx, sb, cfg); err != nil {
+			return nil, err
+		}
+		sb.PauseContainer = true
+		defer func() {
+			if retErr != nil {
+				ctx := context.WithoutCancel(ctx)
+				if err := errors.Join(s.stopPauseContainer(ctx, sb), s.removePauseContainer(ctx, sb)); err != nil {
+					s.logger.Error("clean up pause container of failed pod", "id", sb.ID, "error", err)
+				}
+			}
+		}()
+	} else if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD {
 		if sb.PausePid, err = (monitor.Client{Socket: sb.MonitorSocket}).Pause(ctx); err != nil {
 			return nil, fmt.Errorf("start the pod's PID namespace init: %w", err)
 		}

@@ -43,13 +43,21 @@ func (s *Service) PodSandboxStatus(ctx context.Context, r *runtime.PodSandboxSta
 		if err != nil {
 			return nil, fmt.Errorf("encode config: %w", err)
 		}
+		// The sandbox's process: the pause container in the classic mode,
+		// else the monitor.
+		pid := sb.MonitorPid
+		if sb.PauseContainer {
+			pid = sb.PausePid
+		}
 		info, err := json.Marshal(map[string]any{
-			"pid":           sb.MonitorPid,
-			"pausePid":      sb.PausePid,
-			"monitorSocket": sb.MonitorSocket,
-			"paths":         sb.Paths,
-			"cgroupParent":  sb.CgroupParent,
-			"config":        json.RawMessage(cfgJSON),
+			"pid":            pid,
+			"monitorPid":     sb.MonitorPid,
+			"pausePid":       sb.PausePid,
+			"pauseContainer": sb.PauseContainer,
+			"monitorSocket":  sb.MonitorSocket,
+			"paths":          sb.Paths,
+			"cgroupParent":   sb.CgroupParent,
+			"config":         json.RawMessage(cfgJSON),
 			"runtimeSpec": map[string]any{
 				"hostname":   cfg.GetHostname(),
 				"namespaces": sb.Paths,

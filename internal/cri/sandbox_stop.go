@@ -26,6 +26,9 @@ func (s *Service) StopPodSandbox(ctx context.Context, r *runtime.StopPodSandboxR
 			return nil, err
 		}
 	}
+	if err := s.stopPauseContainer(ctx, sb); err != nil {
+		return nil, err
+	}
 	if err := s.detachNetwork(ctx, sb); err != nil {
 		return nil, err
 	}

@@ -25,8 +25,12 @@ type Sandbox struct {
 	MonitorSocket string `json:"monitor_socket,omitempty"`
 	MonitorPid    int    `json:"monitor_pid,omitempty"`
 	// PausePid is the init of the pod's shared PID namespace (0 unless
-	// namespace_options.pid is POD); a child of the monitor.
+	// namespace_options.pid is POD, or the pause container); a child of the
+	// monitor.
 	PausePid int `json:"pause_pid,omitempty"`
+	// PauseContainer says the pod runs the sandbox image as an infra
+	// container (runtime.pause_container); PausePid is then its PID.
+	PauseContainer bool `json:"pause_container,omitempty"`
 	// NetworkAttached is true from a successful CNI ADD until its DEL; IPs
 	// are the pod's addresses, IPv4 first.
 	NetworkAttached bool     `json:"network_attached,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,10 +30,19 @@ const busyboxImage = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 
 func newPodEnv(t *testing.T) *podEnv {
 	t.Helper()
-	e := newImageEnv(t, testimages.MirroredHosts, "")
+	return newPodEnvWith(t, "")
+}
+
+// newPodEnvWith is newPodEnv with extra daemon config, and the test images
+// named by extraImages in the registry as well (not pulled).
+func newPodEnvWith(t *testing.T, extraConfig string, extraImages ...string) *podEnv {
+	t.Helper()
+	e := newImageEnv(t, testimages.MirroredHosts, extraConfig)
 	for _, img := range testImages(t) {
-		if img.Refs[0] == busyboxImage {
-			push(t, e.reg, testimages.RepoPath(busyboxImage), img.Image)
+		for _, ref := range img.Refs {
+			if ref == busyboxImage || slices.Contains(extraImages, ref) {
+				push(t, e.reg, testimages.RepoPath(ref), img.Image)
+			}
 		}
 	}
 	if _, err := e.pull(t.Context(), busyboxImage, nil); err != nil {
@@ -383,5 +393,82 @@ func TestPauseDiesWithItsMonitor(t *testing.T) {
 			t.Fatalf("pause process %d outlived its monitor %d", info.PausePid, info.Pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPauseContainerMode: with runtime.pause_container, a pod runs the
+// sandbox image (pulled on first use) as an infra container that is the
+// init of the pod's shared PID namespace and its reported process; it
+// survives a daemon SIGKILL, dies with StopPodSandbox, and RemovePodSandbox
+// leaves nothing (newPodEnv's cleanup counts mounts and processes).
+func TestPauseContainerMode(t *testing.T) {
+	const pauseImage = "registry.k8s.io/pause:3.10"
+	p := newPodEnvWith(t, "[runtime]\npause_container = true\n", pauseImage)
+	podID, cfg := p.sharedPIDPod(t, "classic")
+	if _, err := p.images.ImageStatus(t.Context(), &runtime.ImageStatusRequest{Image: &runtime.ImageSpec{Image: pauseImage}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.imageEnv.status(t, pauseImage); st == nil || !st.Pinned {
+		t.Fatalf("sandbox image after RunPodSandbox: %+v", st)
+	}
+	sb, err := p.runtime.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: podID, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := verbosePids(t, sb.Info)
+	if pids.Pid != pids.PausePid {
+		t.Fatalf("sandbox pid %d is not the pause container's %d", pids.Pid, pids.PausePid)
+	}
+	if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pids.Pid)); string(cmd) != "/pause\x00" {
+		t.Fatalf("sandbox process runs %q, want the sandbox image's /pause", cmd)
+	}
+	resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
+		PodSandboxId: podID, SandboxConfig: cfg,
+		Config: &runtime.ContainerConfig{
+			Metadata: &runtime.ContainerMetadata{Name: "looker"},
+			Image:    &runtime.ImageSpec{Image: busyboxImage},
+			Command:  []string{"sleep", "1000"},
+			Linux: &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_POD},
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, resp.ContainerId)
+	ex, err := p.runtime.ExecSync(t.Context(), &runtime.ExecSyncRequest{ContainerId: resp.ContainerId, Cmd: []string{"cat", "/proc/1/cmdline"}})
+	if err != nil || string(ex.Stdout) != "/pause\x00" {
+		t.Fatalf("PID 1 of the pod runs %q (%v), want /pause", ex.GetStdout(), err)
+	}
+
+	p.daemon.Kill()
+	if err := p.daemon.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := e2eenv.Dial(p.daemon.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rt := runtime.NewRuntimeServiceClient(conn)
+	st, err := rt.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil || st.Status.State != runtime.PodSandboxState_SANDBOX_READY {
+		t.Fatalf("pod after daemon restart: %v, %v", st.GetStatus().GetState(), err)
+	}
+	if syscall.Kill(pids.Pid, 0) != nil {
+		t.Fatal("pause container did not survive the daemon's SIGKILL")
+	}
+	if _, err := rt.StopPodSandbox(t.Context(), &runtime.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pids.Pid)); string(cmd) == "/pause\x00" {
+		t.Fatal("pause container still running after StopPodSandbox")
+	}
+	if _, err := rt.RemovePodSandbox(t.Context(), &runtime.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(p.daemon.State, "pause")); len(entries) != 0 {
+		t.Errorf("pause bundles left: %v", entries)
 	}
 }
