@@ -36,6 +36,7 @@ type options struct {
 	berth, testbin, cache, expectations, reportDir string
 	focus, skip                                    string
 	cniBinDirs                                     string
+	extraConfig                                    string
 	printFailing                                   bool
 }
 
@@ -49,6 +50,7 @@ func main() {
 	flag.StringVar(&o.focus, "focus", "", "only run specs matching this regular expression (no expectations check)")
 	flag.StringVar(&o.skip, "skip", "", "skip specs matching this regular expression (no expectations check)")
 	flag.StringVar(&o.cniBinDirs, "cni-bin-dirs", "/usr/lib/cni", "CNI plugin directories, colon-separated")
+	flag.StringVar(&o.extraConfig, "extra-config", "", "TOML appended to the daemon's config, e.g. $'[runtime]\\npause_container = true'")
 	flag.BoolVar(&o.printFailing, "print-failing", false, "print every spec that did not pass, for editing the expectations file")
 	flag.Parse()
 
@@ -113,6 +115,7 @@ func run(ctx context.Context, o options) error {
 		RegistryConfigPath: hosts,
 		CNIConfDir:         netd,
 		CNIBinDirs:         strings.Split(o.cniBinDirs, ":"),
+		ExtraConfig:        o.extraConfig,
 	})
 	if err != nil {
 		return err
