@@ -12,7 +12,7 @@ RUN_FLAGS ?=
 # Where the e2e harness caches crictl, critest and Debian's busybox package.
 E2E_CACHE ?= /var/cache/berth-e2e
 
-.PHONY: all build deps run test lint unit e2e e2e-go conformance clean
+.PHONY: all build deps run test lint unit e2e e2e-go conformance e2e-go-crun conformance-crun clean
 
 all: build
 
@@ -47,13 +47,21 @@ lint:
 unit:
 	$(GO) test -race -count=1 ./cmd/... ./internal/...
 
-e2e: e2e-go conformance
+# Everything end to end runs twice: pods on runc, then on crun (the two
+# RuntimeClass handlers berth ships configured).
+e2e: e2e-go conformance e2e-go-crun conformance-crun
 
 e2e-go: build bin/testbin
 	BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 ./test/e2e/...
 
+e2e-go-crun: build bin/testbin
+	BERTH_E2E_HANDLER=crun BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 ./test/e2e/
+
 conformance: build bin/testbin
 	$(GO) run ./test/e2e/conformance -berth bin/berth -testbin bin/testbin -cache $(E2E_CACHE)
+
+conformance-crun: build bin/testbin
+	$(GO) run ./test/e2e/conformance -berth bin/berth -testbin bin/testbin -cache $(E2E_CACHE) -handler crun -report-dir _output/critest-crun
 
 clean:
 	rm -rf bin _output

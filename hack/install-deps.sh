@@ -3,11 +3,12 @@
 # Idempotent: it only touches apt when a package is missing.
 set -euo pipefail
 
-# runc: the OCI runtime. containernetworking-plugins: CNI plugins in
-# /usr/lib/cni. iptables: the portmap plugin. gcc/libc6-dev: cgo for `go test
+# runc, crun: the OCI runtimes of the default RuntimeClass handlers.
+# containernetworking-plugins: CNI plugins in /usr/lib/cni. iptables: the
+# portmap plugin. gcc/libc6-dev: cgo for `go test
 # -race`. dpkg-dev is not needed: the e2e images use `apt-get download` and
 # dpkg-deb, both part of apt/dpkg.
-packages=(runc containernetworking-plugins iptables iproute2 util-linux gcc libc6-dev make git ca-certificates)
+packages=(runc crun containernetworking-plugins iptables iproute2 util-linux gcc libc6-dev make git ca-certificates)
 
 if [[ $(id -u) -ne 0 ]]; then
 	echo "install-deps: run as root (berth manages namespaces, mounts and cgroups)" >&2
@@ -24,6 +25,22 @@ if ((${#missing[@]} > 0)); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# crun refuses a cgroup v1 ("hybrid") host whose unified v2 hierarchy
+# holds controllers ("cgroups in hybrid mode not supported"). There it holds
+# only controllers with no v1 mount (hugetlb on these machines): give each an
+# unused v1 mount, where runc wants it too (hugepage limits). Skipped on
+# pure v2 hosts and when a controller is in use on v2.
+unified=/sys/fs/cgroup/unified
+if [[ -r $unified/cgroup.controllers && -z "$(cat "$unified/cgroup.subtree_control" 2>/dev/null)" ]]; then
+	for c in $(cat "$unified/cgroup.controllers"); do
+		if ! mountpoint -q "/sys/fs/cgroup/$c"; then
+			mkdir -p "/sys/fs/cgroup/$c"
+			mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" ||
+				echo "install-deps: could not move the $c cgroup controller to v1; crun will refuse to run here" >&2
+		fi
+	done
+fi
+
 # Go: berth's go.mod needs Go >= 1.26.8. Debian 12's golang package is far
 # older; the Go toolchain lives in /usr/local/go on these machines.
 export PATH="/usr/local/go/bin:$PATH"
@@ -37,4 +54,4 @@ if [[ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]];
 	echo "install-deps: Go $have is older than $need; install Go $need into /usr/local/go" >&2
 	exit 1
 fi
-echo "install-deps: ok (go $have, $(runc --version | head -n1))"
+echo "install-deps: ok (go $have, $(runc --version | head -n1), $(crun --version | head -n1))"

@@ -203,16 +203,17 @@ func copyFrames(fw *api.FrameWriter, frame byte, r io.Reader) {
 	}
 }
 
-// execFailureCode is the exit code for a command runc could not start:
-// runc exits 255 then, which becomes 127 (not found) or 126 (not
-// executable), as a shell would say.
+// execFailureCode is the exit code for a command the runtime could not
+// start (runc exits 255 then, crun 1), going by the error it logged: 127
+// (not found) or 126 (not executable), as a shell would say.
 func execFailureCode(err *runc.ExitError, runcLog string) (int32, bool) {
-	if err.Status != 255 {
+	if err.Status == 0 {
 		return 0, false
 	}
-	msg := runclog.LastError(runcLog)
+	msg := strings.ToLower(runclog.LastError(runcLog))
 	switch {
-	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+	case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "not found in $path"),
+		strings.Contains(msg, "no such file or directory"):
 		return 127, true
 	case strings.Contains(msg, "permission denied"):
 		return 126, true

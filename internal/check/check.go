@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,14 +35,28 @@ var requiredCNIPlugins = []string{"bridge", "host-local", "loopback", "portmap"}
 
 // Run performs every check against cfg.
 func Run(ctx context.Context, cfg config.Config) []Result {
-	return []Result{
-		checkBinary(ctx, "runc", []string{"--version"}, "apt-get install runc"),
+	// Every RuntimeClass handler's runtime, the default first.
+	var results []Result
+	names := []string{cfg.Runtime.DefaultHandler}
+	for name := range cfg.Runtime.Handlers {
+		if name != cfg.Runtime.DefaultHandler {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names[1:])
+	for _, name := range names {
+		path := cfg.Runtime.Handlers[name].Path
+		r := checkBinary(ctx, path, []string{"--version"}, "apt-get install "+filepath.Base(path))
+		r.Name = "handler " + name
+		results = append(results, r)
+	}
+	return append(results,
 		checkCNIPlugins(cfg.CNI.BinDirs),
 		checkOverlay(),
 		checkSnapshotter(cfg.Root, cfg.Image.Snapshotter),
 		checkCgroups(cfg.Runtime.CgroupDriver),
 		checkBinary(ctx, "iptables", []string{"--version"}, "apt-get install iptables (the portmap CNI plugin needs it)"),
-	}
+	)
 }
 
 // Print writes the report and returns whether every check passed.
@@ -164,6 +179,11 @@ func checkCgroups(configuredDriver string) Result {
 	}
 	driver := sysinfo.CgroupDriver(configuredDriver)
 	r.Detail = fmt.Sprintf("cgroup v%d, driver %s", v, driver)
+	if b, err := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers"); err == nil && v == 1 && len(strings.TrimSpace(string(b))) > 0 {
+		r.Detail += "; controllers on the unified hierarchy: " + strings.TrimSpace(string(b))
+		r.Fix = "crun refuses this hybrid layout: mount each as v1, e.g. mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb (hack/install-deps.sh does)"
+		return r
+	}
 	if driver == "systemd" && !sysinfo.SystemdRunning() {
 		r.Fix = "runtime.cgroup_driver is systemd but systemd does not run here; set it to cgroupfs"
 		return r

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -80,8 +81,10 @@ type CNI struct {
 
 // Runtime configures the OCI runtime and cgroups.
 type Runtime struct {
-	// Runc is the OCI runtime binary of the default handler.
-	Runc string `toml:"runc" json:"runc"`
+	// DefaultHandler is the handler of pods whose RunPodSandbox names none.
+	DefaultHandler string `toml:"default_handler" json:"default_handler"`
+	// Handlers are the RuntimeClass handlers, by name.
+	Handlers map[string]Handler `toml:"handlers" json:"handlers"`
 	// MonitorPath is the berth-monitor binary; "" means the one next to the
 	// berth executable, else berth-monitor in PATH.
 	MonitorPath string `toml:"monitor_path" json:"monitor_path"`
@@ -91,6 +94,13 @@ type Runtime struct {
 	// PauseContainer runs image.sandbox_image in every pod as an infra
 	// container, the classic layout, for tools that expect one.
 	PauseContainer bool `toml:"pause_container" json:"pause_container"`
+}
+
+// Handler is one RuntimeClass handler: an OCI runtime with runc's command
+// line (runc, crun).
+type Handler struct {
+	// Path is the runtime binary, absolute or looked up in PATH.
+	Path string `toml:"path" json:"path"`
 }
 
 // Stream configures the exec / port-forward streaming server.
@@ -159,6 +169,9 @@ func Load(path string, allowMissing bool) (Config, error) {
 	return c, nil
 }
 
+// handlerName is what Kubernetes allows as a RuntimeClass handler.
+var handlerName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
 // Validate checks the values a daemon cannot start without.
 func (c Config) Validate() error {
 	var errs []error
@@ -189,6 +202,17 @@ func (c Config) Validate() error {
 	}
 	if c.Image.PullProgressTimeout.Duration < 0 {
 		errs = append(errs, errors.New("image.pull_progress_timeout must not be negative"))
+	}
+	if _, ok := c.Runtime.Handlers[c.Runtime.DefaultHandler]; !ok {
+		errs = append(errs, fmt.Errorf("runtime.default_handler %q is not one of runtime.handlers", c.Runtime.DefaultHandler))
+	}
+	for name, h := range c.Runtime.Handlers {
+		if !handlerName.MatchString(name) {
+			errs = append(errs, fmt.Errorf("runtime.handlers.%s: a handler name is a DNS label (lower-case letters, digits, '-')", name))
+		}
+		if h.Path == "" {
+			errs = append(errs, fmt.Errorf("runtime.handlers.%s.path must not be empty", name))
+		}
 	}
 	switch c.Runtime.CgroupDriver {
 	case "", "cgroupfs", "systemd":

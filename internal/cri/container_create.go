@@ -112,6 +112,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		CgroupDriver:       s.cgroupDriver,
 		OOMScoreAdjFloor:   s.oomFloor,
 		CapabilityBounding: s.capBounding,
+		RecursiveReadOnly:  s.handlers.Features(ctx, s.handlerOf(sb)).RecursiveReadOnlyMounts,
 	})
 	if err != nil {
 		return nil, err

@@ -107,14 +107,18 @@ func (s *Service) containerInfo(c store.Container, cfg *runtime.ContainerConfig,
 	if err != nil {
 		return "", fmt.Errorf("encode config: %w", err)
 	}
+	h := s.handlers.Default()
+	if sb, err := s.store.Sandboxes.Get(c.SandboxID); err == nil {
+		h = s.handlerOf(sb)
+	}
 	b, err := json.Marshal(map[string]any{
 		"sandboxID":      c.SandboxID,
 		"pid":            c.Pid,
 		"removing":       false,
 		"snapshotKey":    c.SnapshotKey,
 		"snapshotter":    s.images.SnapshotterName(),
-		"runtimeType":    "io.berth.runc",
-		"runtimeOptions": map[string]string{"binary": s.cfg.Runtime.Runc, "root": s.runcRoot()},
+		"runtimeType":    "io.berth.oci",
+		"runtimeOptions": map[string]string{"handler": h.Name, "binary": h.Path, "root": h.Root},
 		"config":         json.RawMessage(cfgJSON),
 		"runtimeSpec":    ociSpec,
 	})

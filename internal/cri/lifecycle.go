@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/monitor/api"
+	"github.com/berth-cri/berth/internal/ociruntime"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -33,7 +34,6 @@ const (
 // Paths under --state.
 func (s *Service) podDir(id string) string       { return filepath.Join(s.cfg.State, "pods", id) }
 func (s *Service) containerDir(id string) string { return filepath.Join(s.cfg.State, "containers", id) }
-func (s *Service) runcRoot() string              { return filepath.Join(s.cfg.State, "runc") }
 
 // monitorSocket is short on purpose: unix socket paths are limited to 108
 // bytes, and --state may already be long.
@@ -41,8 +41,17 @@ func (s *Service) monitorSocket(id string) string {
 	return filepath.Join(s.cfg.State, "mon", id[:16]+".sock")
 }
 
-func (s *Service) runc() *runc.Runc {
-	return &runc.Runc{Command: s.cfg.Runtime.Runc, Root: s.runcRoot()}
+// handlerOf is the RuntimeClass handler a pod runs on. A handler removed
+// from the config since the pod started is still found under its old
+// state directory, with the default handler's binary.
+func (s *Service) handlerOf(sb store.Sandbox) ociruntime.Handler {
+	h, err := s.handlers.Get(sb.RuntimeHandler)
+	if err != nil {
+		h = s.handlers.Default()
+		h.Name = sb.RuntimeHandler
+		h.Root = filepath.Join(s.cfg.State, "runtimes", sb.RuntimeHandler)
+	}
+	return h
 }
 
 // exitWaiters lets StopContainer and RemoveContainer wait for the exit the
@@ -187,7 +196,7 @@ func (s *Service) recordExit(id string, exit api.Exit, reason, message string) {
 // unmonitored, with nobody holding their output or recording their exit.
 func (s *Service) monitorDied(ctx context.Context, sb store.Sandbox) {
 	s.logger.Warn("pod monitor is gone; stopping its containers", "pod", sb.ID, "monitor_pid", sb.MonitorPid)
-	r := s.runc()
+	r := s.handlerOf(sb).Runc()
 	for _, c := range s.podContainers(sb.ID) {
 		if c.State() != store.ContainerRunning {
 			continue

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/ociruntime"
 	"github.com/berth-cri/berth/internal/sysinfo"
 )
 
@@ -20,10 +22,11 @@ const reasonRuntimeMissing = "RuntimeBinaryMissing"
 // restart.
 func (s *Service) Status(ctx context.Context, r *runtime.StatusRequest) (*runtime.StatusResponse, error) {
 	runtimeCond := &runtime.RuntimeCondition{Type: runtime.RuntimeReady, Status: true}
-	if _, err := exec.LookPath(s.runtimeBinary); err != nil {
+	def := s.handlers.Default()
+	if _, err := exec.LookPath(def.Path); err != nil {
 		runtimeCond.Status = false
 		runtimeCond.Reason = reasonRuntimeMissing
-		runtimeCond.Message = fmt.Sprintf("OCI runtime %q not found in PATH; install it (apt-get install runc)", s.runtimeBinary)
+		runtimeCond.Message = fmt.Sprintf("OCI runtime %q of the default handler %q not found in PATH; install it (apt-get install %s)", def.Path, def.Name, filepath.Base(def.Path))
 	}
 	net := s.probeNetwork()
 	netCond := &runtime.RuntimeCondition{
@@ -34,6 +37,12 @@ func (s *Service) Status(ctx context.Context, r *runtime.StatusRequest) (*runtim
 	}
 	resp := &runtime.StatusResponse{
 		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{runtimeCond, netCond}},
+		// The default handler under "" (pods without a RuntimeClass), then
+		// every handler by name.
+		RuntimeHandlers: []*runtime.RuntimeHandler{runtimeHandler(ctx, s.handlers, def, "")},
+	}
+	for _, h := range s.handlers.All() {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, runtimeHandler(ctx, s.handlers, h, h.Name))
 	}
 	if r.GetVerbose() {
 		info, err := s.verboseStatus(net)
@@ -43,6 +52,15 @@ func (s *Service) Status(ctx context.Context, r *runtime.StatusRequest) (*runtim
 		resp.Info = info
 	}
 	return resp, nil
+}
+
+// runtimeHandler is a handler as Status lists it, under name.
+func runtimeHandler(ctx context.Context, set *ociruntime.Set, h ociruntime.Handler, name string) *runtime.RuntimeHandler {
+	f := set.Features(ctx, h)
+	return &runtime.RuntimeHandler{Name: name, Features: &runtime.RuntimeHandlerFeatures{
+		RecursiveReadOnlyMounts: f.RecursiveReadOnlyMounts,
+		UserNamespaces:          f.UserNamespaces,
+	}}
 }
 
 // verboseStatus is the Info map of a verbose Status: each value is JSON, as
@@ -56,10 +74,11 @@ func (s *Service) verboseStatus(net any) (map[string]string, error) {
 		"config":  s.cfg,
 		"network": net,
 		"runtime": map[string]any{
-			"binary":         s.runtimeBinary,
-			"cgroup_driver":  sysinfo.CgroupDriver(s.cfg.Runtime.CgroupDriver),
-			"cgroup_version": cgroupVersion,
-			"pod_cidr":       podCIDR,
+			"default_handler": s.handlers.Default().Name,
+			"handlers":        s.handlers.All(),
+			"cgroup_driver":   sysinfo.CgroupDriver(s.cfg.Runtime.CgroupDriver),
+			"cgroup_version":  cgroupVersion,
+			"pod_cidr":        podCIDR,
 		},
 	}
 	info := make(map[string]string, len(entries))

@@ -15,6 +15,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/ociruntime"
 	"github.com/berth-cri/berth/internal/spec"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -171,8 +172,15 @@ func (s *Service) removePauseContainer(ctx context.Context, sb store.Sandbox) er
 			return fmt.Errorf("forget pause container of pod %s: %w", sb.ID, err)
 		}
 	}
-	// Whatever the monitor could not do: runc's record, a process left by
-	// a dead monitor.
-	_ = s.runc().Delete(ctx, sb.ID, &runc.DeleteOpts{Force: true})
+	// Whatever the monitor could not do: the runtime's record, a process
+	// left by a dead monitor. A pod never recorded may have used any
+	// handler.
+	runtimes := []ociruntime.Handler{s.handlerOf(sb)}
+	if sb.MonitorSocket == "" {
+		runtimes = s.handlers.All()
+	}
+	for _, h := range runtimes {
+		_ = h.Runc().Delete(ctx, sb.ID, &runc.DeleteOpts{Force: true})
+	}
 	return s.cleanupBundle(ctx, pc)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -27,8 +28,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if err := validatePodConfig(cfg); err != nil {
 		return nil, err
 	}
-	if h := r.GetRuntimeHandler(); h != "" && h != "runc" {
-		return nil, fmt.Errorf("runtime_handler %q is not configured (handlers: runc): %w", h, errdefs.ErrInvalidArgument)
+	handler, err := s.handlers.Get(r.GetRuntimeHandler())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exec.LookPath(handler.Path); err != nil {
+		return nil, fmt.Errorf("runtime handler %q: its runtime %q is not installed: %w", handler.Name, handler.Path, errdefs.ErrFailedPrecondition)
 	}
 	raw, err := proto.Marshal(cfg)
 	if err != nil {
@@ -88,8 +93,8 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	pid, err := monitor.Launch(ctx, monitor.LaunchOptions{
 		Binary:   s.monitorBinary,
 		Socket:   sb.MonitorSocket,
-		RuncPath: s.cfg.Runtime.Runc,
-		RuncRoot: s.runcRoot(),
+		RuncPath: handler.Path,
+		RuncRoot: handler.Root,
 		LogPath:  filepath.Join(dir, "monitor.log"),
 	})
 	if err != nil {

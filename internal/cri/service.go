@@ -19,6 +19,7 @@ import (
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/netconf"
 	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/ociruntime"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
@@ -42,9 +43,6 @@ type Options struct {
 	Store  *store.Store
 	Images images
 	Logger *slog.Logger
-	// RuntimeBinary is the OCI runtime the default handler runs ("runc"
-	// unless tests say otherwise); RuntimeReady is false while it is missing.
-	RuntimeBinary string
 	// ProbeNetwork reports whether the pod network is usable; defaults to
 	// netconf.Probe over the config's CNI directories.
 	ProbeNetwork func() netconf.Result
@@ -66,7 +64,7 @@ type Service struct {
 	store         *store.Store
 	images        images
 	logger        *slog.Logger
-	runtimeBinary string
+	handlers      *ociruntime.Set
 	probeNetwork  func() netconf.Result
 	monitorBinary string
 	oomFloor      *int
@@ -89,7 +87,7 @@ func New(opts Options) *Service {
 		store:         opts.Store,
 		images:        opts.Images,
 		logger:        opts.Logger,
-		runtimeBinary: opts.RuntimeBinary,
+		handlers:      ociruntime.NewSet(opts.Config.Runtime, opts.Config.State),
 		probeNetwork:  opts.ProbeNetwork,
 		monitorBinary: opts.MonitorBinary,
 		oomFloor:      opts.OOMScoreAdjFloor,
@@ -99,9 +97,6 @@ func New(opts Options) *Service {
 		stats:         stats.NewReader(),
 		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
 		watchPods:     make(chan string, 64),
-	}
-	if s.runtimeBinary == "" {
-		s.runtimeBinary = opts.Config.Runtime.Runc
 	}
 	if s.probeNetwork == nil {
 		s.probeNetwork = func() netconf.Result { return netconf.Probe(s.cfg.CNI.ConfDir, s.cfg.CNI.BinDirs) }

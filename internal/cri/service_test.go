@@ -46,13 +46,13 @@ func newFixture(t *testing.T, runtimeBinary string) *fixture {
 	f := &fixture{store: st, gate: &Gate{}, network: &netconf.Result{Ready: true}}
 	cfg := config.Default()
 	cfg.Root = t.TempDir()
+	cfg.Runtime.Handlers = map[string]config.Handler{"runc": {Path: runtimeBinary}}
 	svc := New(Options{
-		Config:        cfg,
-		Store:         st,
-		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		RuntimeBinary: runtimeBinary,
-		Images:        noImages{},
-		ProbeNetwork:  func() netconf.Result { return *f.network },
+		Config:       cfg,
+		Store:        st,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Images:       noImages{},
+		ProbeNetwork: func() netconf.Result { return *f.network },
 	})
 	unary, stream := Interceptors(slog.New(slog.NewTextHandler(io.Discard, nil)), f.gate)
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))

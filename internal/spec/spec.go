@@ -50,7 +50,15 @@ type Input struct {
 	// CapabilityBounding is the daemon's bounding set (bit n = capability
 	// n); "all capabilities" means all of these. 0 means every capability.
 	CapabilityBounding uint64
+	// RecursiveReadOnly says the runtime handler can make recursive
+	// read-only mounts ("rro").
+	RecursiveReadOnly bool
 }
+
+// ociVersion is the runtime-spec version berth's specs declare: the newest
+// that both Debian 12's runc (1.1.5) and crun (1.8.1, which refuses 1.2)
+// accept. The specs use nothing newer.
+const ociVersion = "1.1.0"
 
 // defaultCapabilities are the capabilities a non-privileged container gets,
 // the set container runtimes have long agreed on.
@@ -94,7 +102,7 @@ func Build(in Input) (*specs.Spec, error) {
 		cwd = "/"
 	}
 	s := &specs.Spec{
-		Version: specs.Version,
+		Version: ociVersion,
 		Process: &specs.Process{
 			Terminal:        cfg.GetTty(),
 			User:            user,
@@ -143,7 +151,25 @@ func Build(in Input) (*specs.Spec, error) {
 		return nil, err
 	}
 	s.Mounts = mounts
+	s.Linux.RootfsPropagation = rootfsPropagation(cfg.GetMounts())
 	return s, nil
+}
+
+// rootfsPropagation is what the container's root mount needs for its
+// volumes' propagation to work: mounts made in the container reach the
+// host only from a shared root, and host mounts reach the container only
+// from a shared or slave one. "" leaves the runtime's default (private).
+func rootfsPropagation(mounts []*runtime.Mount) string {
+	out := ""
+	for _, m := range mounts {
+		switch m.GetPropagation() {
+		case runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL:
+			return "rshared"
+		case runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER:
+			out = "rslave"
+		}
+	}
+	return out
 }
 
 // command applies kubelet's rules: command replaces the image's entrypoint
@@ -382,6 +408,20 @@ func mountList(in Input, privileged bool) ([]specs.Mount, error) {
 		if err != nil {
 			return nil, fmt.Errorf("mounts[%d].host_path %q: %v: %w", i, m.GetHostPath(), err, errdefs.ErrInvalidArgument)
 		}
+		if m.GetRecursiveReadOnly() {
+			if !m.GetReadonly() {
+				return nil, fmt.Errorf("mounts[%d]: recursive_read_only needs readonly: %w", i, errdefs.ErrInvalidArgument)
+			}
+			if p := m.GetPropagation(); p != runtime.MountPropagation_PROPAGATION_PRIVATE {
+				return nil, fmt.Errorf("mounts[%d]: recursive_read_only needs private propagation, not %s: %w", i, p, errdefs.ErrInvalidArgument)
+			}
+			if !in.RecursiveReadOnly {
+				return nil, fmt.Errorf("mounts[%d]: recursive_read_only: the runtime handler cannot make recursive read-only mounts: %w", i, errdefs.ErrInvalidArgument)
+			}
+		}
+		if err := checkPropagation(src, m.GetPropagation()); err != nil {
+			return nil, fmt.Errorf("mounts[%d].propagation: %w", i, err)
+		}
 		opts := []string{"rbind"}
 		switch m.GetPropagation() {
 		case runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL:
@@ -391,9 +431,12 @@ func mountList(in Input, privileged bool) ([]specs.Mount, error) {
 		default:
 			opts = append(opts, "rprivate")
 		}
-		if m.GetReadonly() {
+		switch {
+		case m.GetRecursiveReadOnly():
+			opts = append(opts, "ro", "rro")
+		case m.GetReadonly():
 			opts = append(opts, "ro")
-		} else {
+		default:
 			opts = append(opts, "rw")
 		}
 		dst = filepath.Clean(dst)

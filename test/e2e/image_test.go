@@ -75,6 +75,13 @@ type imageEnv struct {
 
 func newImageEnv(t *testing.T, hosts []string, extraConfig string, mw ...e2eenv.Middleware) *imageEnv {
 	t.Helper()
+	return newImageEnvWith(t, hosts, e2eenv.DaemonOptions{ExtraConfig: extraConfig}, mw...)
+}
+
+// newImageEnvWith is newImageEnv with more daemon options (Dir and the
+// registry config are filled in).
+func newImageEnvWith(t *testing.T, hosts []string, opts e2eenv.DaemonOptions, mw ...e2eenv.Middleware) *imageEnv {
+	t.Helper()
 	reg, err := e2eenv.StartRegistry(mw...)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +92,8 @@ func newImageEnv(t *testing.T, hosts []string, extraConfig string, mw ...e2eenv.
 	if err := e2eenv.WriteHostsDir(hostsDir, reg.Host, hosts); err != nil {
 		t.Fatal(err)
 	}
-	d := startDaemon(t, e2eenv.DaemonOptions{Dir: dir, RegistryConfigPath: hostsDir, ExtraConfig: extraConfig})
+	opts.Dir, opts.RegistryConfigPath = dir, hostsDir
+	d := startDaemon(t, opts)
 	conn, err := e2eenv.Dial(d.Socket)
 	if err != nil {
 		t.Fatal(err)

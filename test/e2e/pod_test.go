@@ -33,11 +33,11 @@ func newPodEnv(t *testing.T) *podEnv {
 	return newPodEnvWith(t, "")
 }
 
-// newPodEnvWith is newPodEnv with extra daemon config, and the test images
-// named by extraImages in the registry as well (not pulled).
-func newPodEnvWith(t *testing.T, extraConfig string, extraImages ...string) *podEnv {
+// newPodEnvWith is newPodEnv with extra [runtime] config, and the test
+// images named by extraImages in the registry as well (not pulled).
+func newPodEnvWith(t *testing.T, runtimeConfig string, extraImages ...string) *podEnv {
 	t.Helper()
-	e := newImageEnv(t, testimages.MirroredHosts, extraConfig)
+	e := newImageEnvWith(t, testimages.MirroredHosts, e2eenv.DaemonOptions{RuntimeConfig: runtimeConfig})
 	for _, img := range testImages(t) {
 		for _, ref := range img.Refs {
 			if ref == busyboxImage || slices.Contains(extraImages, ref) {
@@ -403,7 +403,7 @@ func TestPauseDiesWithItsMonitor(t *testing.T) {
 // leaves nothing (newPodEnv's cleanup counts mounts and processes).
 func TestPauseContainerMode(t *testing.T) {
 	const pauseImage = "registry.k8s.io/pause:3.10"
-	p := newPodEnvWith(t, "[runtime]\npause_container = true\n", pauseImage)
+	p := newPodEnvWith(t, "pause_container = true", pauseImage)
 	podID, cfg := p.sharedPIDPod(t, "classic")
 	if _, err := p.images.ImageStatus(t.Context(), &runtime.ImageStatusRequest{Image: &runtime.ImageSpec{Image: pauseImage}}); err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ type options struct {
 	berth, testbin, cache, expectations, reportDir string
 	focus, skip                                    string
 	cniBinDirs                                     string
-	extraConfig                                    string
+	extraConfig, handler, runtimeConfig            string
 	printFailing                                   bool
 }
 
@@ -50,7 +50,9 @@ func main() {
 	flag.StringVar(&o.focus, "focus", "", "only run specs matching this regular expression (no expectations check)")
 	flag.StringVar(&o.skip, "skip", "", "skip specs matching this regular expression (no expectations check)")
 	flag.StringVar(&o.cniBinDirs, "cni-bin-dirs", "/usr/lib/cni", "CNI plugin directories, colon-separated")
-	flag.StringVar(&o.extraConfig, "extra-config", "", "TOML appended to the daemon's config, e.g. $'[runtime]\\npause_container = true'")
+	flag.StringVar(&o.handler, "handler", "", "default RuntimeClass handler of the daemon (runc, crun; default $BERTH_E2E_HANDLER, else runc)")
+	flag.StringVar(&o.runtimeConfig, "runtime-config", "", "TOML keys added to the daemon's [runtime] table, e.g. 'pause_container = true'")
+	flag.StringVar(&o.extraConfig, "extra-config", "", "TOML tables appended to the daemon's config")
 	flag.BoolVar(&o.printFailing, "print-failing", false, "print every spec that did not pass, for editing the expectations file")
 	flag.Parse()
 
@@ -116,6 +118,8 @@ func run(ctx context.Context, o options) error {
 		CNIConfDir:         netd,
 		CNIBinDirs:         strings.Split(o.cniBinDirs, ":"),
 		ExtraConfig:        o.extraConfig,
+		Handler:            o.handler,
+		RuntimeConfig:      o.runtimeConfig,
 	})
 	if err != nil {
 		return err

@@ -125,7 +125,11 @@ type DaemonOptions struct {
 	// DefaultNetwork lets berth write its default CNI network into an
 	// empty CNIConfDir (off in tests, which bring their own).
 	DefaultNetwork bool
-	// ExtraConfig is appended to the generated config.toml.
+	// Handler is the default RuntimeClass handler; "" means
+	// $BERTH_E2E_HANDLER, else runc. RuntimeConfig is added to the
+	// [runtime] table (e.g. "pause_container = true").
+	Handler, RuntimeConfig string
+	// ExtraConfig is appended to the generated config.toml (other tables).
 	ExtraConfig string
 }
 
@@ -139,6 +143,15 @@ type Daemon struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	waitErr error
+}
+
+// DefaultHandler is the RuntimeClass handler tests run berth's pods on by
+// default: $BERTH_E2E_HANDLER (e.g. crun), else runc.
+func DefaultHandler() string {
+	if h := os.Getenv("BERTH_E2E_HANDLER"); h != "" {
+		return h
+	}
+	return "runc"
 }
 
 // StartDaemon writes a config, starts berth and waits until it serves CRI
@@ -158,8 +171,12 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	for i, b := range o.CNIBinDirs {
 		bins[i] = fmt.Sprintf("%q", b)
 	}
-	cfg := fmt.Sprintf("address = %q\nroot = %q\nstate = %q\nshutdown_timeout = \"10s\"\n\n[log]\nlevel = \"debug\"\n\n[registry]\nconfig_path = %q\n\n[cni]\nconf_dir = %q\nbin_dirs = [%s]\ndefault_network = %v\n%s",
-		d.Socket, d.Root, d.State, o.RegistryConfigPath, o.CNIConfDir, strings.Join(bins, ", "), o.DefaultNetwork, o.ExtraConfig)
+	handler := o.Handler
+	if handler == "" {
+		handler = DefaultHandler()
+	}
+	cfg := fmt.Sprintf("address = %q\nroot = %q\nstate = %q\nshutdown_timeout = \"10s\"\n\n[log]\nlevel = \"debug\"\n\n[registry]\nconfig_path = %q\n\n[cni]\nconf_dir = %q\nbin_dirs = [%s]\ndefault_network = %v\n\n[runtime]\ndefault_handler = %q\n%s\n%s",
+		d.Socket, d.Root, d.State, o.RegistryConfigPath, o.CNIConfDir, strings.Join(bins, ", "), o.DefaultNetwork, handler, o.RuntimeConfig, o.ExtraConfig)
 	if err := os.WriteFile(d.Config, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
