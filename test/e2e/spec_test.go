@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// createWith creates (not starts) a busybox container in pod with mounts
+// and a security context, returning its ID or the error.
+func (p *podEnv) createWith(t *testing.T, pod string, podCfg *runtime.PodSandboxConfig, name string, mounts []*runtime.Mount, sc *runtime.LinuxContainerSecurityContext, cmd ...string) (string, error) {
+	t.Helper()
+	resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
+		PodSandboxId: pod, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{
+			Metadata: &runtime.ContainerMetadata{Name: name},
+			Image:    &runtime.ImageSpec{Image: busyboxImage},
+			Command:  cmd,
+			Mounts:   mounts,
+			Linux:    &runtime.LinuxContainerConfig{SecurityContext: sc},
+		},
+	})
+	return resp.GetContainerId(), err
+}
+
+// exec runs cmd in the container and returns its combined output and exit
+// code.
+func (p *podEnv) exec(t *testing.T, ctr string, cmd ...string) (string, int32) {
+	t.Helper()
+	resp, err := p.runtime.ExecSync(t.Context(), &runtime.ExecSyncRequest{ContainerId: ctr, Cmd: cmd, Timeout: 30})
+	if err != nil {
+		t.Fatalf("ExecSync %v: %v", cmd, err)
+	}
+	return string(resp.Stdout) + string(resp.Stderr), resp.ExitCode
+}
+
+// hostDirWithSubmount is a host directory holding a tmpfs mounted at sub/.
+func hostDirWithSubmount(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(sub, unix.MNT_DETACH) })
+	return dir
+}
+
+// TestRecursiveReadOnlyMounts: a readonly volume leaves the mounts under
+// it writable unless it is recursive_read_only, which makes them read-only
+// too; recursive_read_only without readonly, or with propagation, is
+// refused.
+func TestRecursiveReadOnlyMounts(t *testing.T) {
+	p := newPodEnv(t)
+	pod, podCfg := p.runPod(t, "rro")
+	host := hostDirWithSubmount(t)
+
+	plain, err := p.createWith(t, pod, podCfg, "plain-ro", []*runtime.Mount{{HostPath: host, ContainerPath: "/vol", Readonly: true}}, nil, "sleep", "1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, plain)
+	if out, code := p.exec(t, plain, "touch", "/vol/sub/file"); code != 0 {
+		t.Errorf("a plain readonly volume made its submount read-only too: %s", out)
+	}
+	if out, code := p.exec(t, plain, "touch", "/vol/file"); code == 0 || !strings.Contains(out, "Read-only file system") {
+		t.Errorf("touch on a readonly volume: exit %d, %s", code, out)
+	}
+
+	rro, err := p.createWith(t, pod, podCfg, "rro", []*runtime.Mount{{HostPath: host, ContainerPath: "/vol", Readonly: true, RecursiveReadOnly: true}}, nil, "sleep", "1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, rro)
+	if out, code := p.exec(t, rro, "touch", "/vol/sub/other"); code == 0 || !strings.Contains(out, "Read-only file system") {
+		t.Errorf("touch under a recursive read-only volume: exit %d, %s", code, out)
+	}
+
+	for name, m := range map[string]*runtime.Mount{
+		"rro-without-readonly": {HostPath: host, ContainerPath: "/vol", RecursiveReadOnly: true},
+		"rro-with-propagation": {HostPath: host, ContainerPath: "/vol", Readonly: true, RecursiveReadOnly: true, Propagation: runtime.MountPropagation_PROPAGATION_HOST_TO_CONTAINER},
+	} {
+		if _, err := p.createWith(t, pod, podCfg, name, []*runtime.Mount{m}, nil, "true"); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "recursive_read_only") {
+			t.Errorf("%s: %v, want InvalidArgument naming recursive_read_only", name, err)
+		}
+	}
+}
+
+// TestMountPropagation: a bidirectional volume carries mounts made in the
+// container back to the host and host mounts in; its source must be on a
+// shared mount, else CreateContainer says so.
+func TestMountPropagation(t *testing.T) {
+	p := newPodEnv(t)
+	pod, podCfg := p.runPod(t, "propagation")
+	host := t.TempDir()
+	if err := unix.Mount(host, host, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(host, unix.MNT_DETACH) })
+	if err := unix.Mount("", host, "", unix.MS_PRIVATE, ""); err != nil {
+		t.Fatal(err)
+	}
+	vol := []*runtime.Mount{{HostPath: host, ContainerPath: "/vol", Propagation: runtime.MountPropagation_PROPAGATION_BIDIRECTIONAL}}
+	privileged := &runtime.LinuxContainerSecurityContext{Privileged: true}
+	if _, err := p.createWith(t, pod, podCfg, "on-private", vol, privileged, "sleep", "1000"); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "not shared") {
+		t.Fatalf("bidirectional volume on a private mount: %v, want FailedPrecondition", err)
+	}
+
+	if err := unix.Mount("", host, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := p.createWith(t, pod, podCfg, "on-shared", vol, privileged, "sleep", "1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, ctr)
+	if out, code := p.exec(t, ctr, "sh", "-c", "mkdir -p /vol/from-ctr && mount -t tmpfs tmpfs /vol/from-ctr && touch /vol/from-ctr/made-in-container"); code != 0 {
+		t.Fatalf("mount in the container: %s", out)
+	}
+	t.Cleanup(func() { unix.Unmount(filepath.Join(host, "from-ctr"), unix.MNT_DETACH) })
+	if _, err := os.Stat(filepath.Join(host, "from-ctr", "made-in-container")); err != nil {
+		t.Errorf("the container's mount did not reach the host: %v", err)
+	}
+	fromHost := filepath.Join(host, "from-host")
+	if err := os.Mkdir(fromHost, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", fromHost, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(fromHost, unix.MNT_DETACH) })
+	os.WriteFile(filepath.Join(fromHost, "made-on-host"), nil, 0o644)
+	if out, code := p.exec(t, ctr, "ls", "/vol/from-host"); code != 0 || !strings.Contains(out, "made-on-host") {
+		t.Errorf("the host's mount did not reach the container: %s", out)
+	}
+}
+
+// TestRuntimeHandlers: Status lists the default handler ("") and each
+// configured one with its features; a pod picks one by name and its
+// containers run on that runtime; an unknown name is refused.
+func TestRuntimeHandlers(t *testing.T) {
+	p := newPodEnv(t)
+	st, err := p.runtime.Status(t.Context(), &runtime.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, h := range st.RuntimeHandlers {
+		got[h.Name] = h.GetFeatures().GetRecursiveReadOnlyMounts()
+	}
+	for _, name := range []string{"", "runc", "crun"} {
+		if rro, ok := got[name]; !ok || !rro {
+			t.Errorf("Status runtime_handlers: %q listed %v with recursive read-only mounts %v (all: %v)", name, ok, rro, got)
+		}
+	}
+
+	for _, handler := range []string{"runc", "crun"} {
+		cfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "on-" + handler, Namespace: "e2e", Uid: "on-" + handler}, LogDirectory: t.TempDir()}
+		pod, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
+		if err != nil {
+			t.Fatalf("RunPodSandbox on %s: %v", handler, err)
+		}
+		ps, err := p.runtime.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId})
+		if err != nil || ps.Status.RuntimeHandler != handler {
+			t.Fatalf("PodSandboxStatus runtime_handler = %q, %v", ps.GetStatus().GetRuntimeHandler(), err)
+		}
+		ctr := p.createContainer(t, pod.PodSandboxId, cfg, "c", "sleep", "1000")
+		p.start(t, ctr)
+		// Each runtime keeps its containers' state in its own root.
+		if _, err := os.Stat(filepath.Join(p.daemon.State, "runtimes", handler, ctr)); err != nil {
+			t.Errorf("container of a %s pod not in %s's state: %v", handler, handler, err)
+		}
+		if out, code := p.exec(t, ctr, "echo", "hello-from-"+handler); code != 0 || !strings.Contains(out, "hello-from-"+handler) {
+			t.Errorf("exec on %s: %d %s", handler, code, out)
+		}
+	}
+
+	cfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: "on-kata", Namespace: "e2e", Uid: "on-kata"}}
+	_, err = p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "kata"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"kata"`) {
+		t.Fatalf("RunPodSandbox with an unknown handler: %v, want InvalidArgument naming it", err)
+	}
+}
