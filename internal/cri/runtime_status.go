@@ -40,6 +40,7 @@ func (s *Service) Status(ctx context.Context, r *runtime.StatusRequest) (*runtim
 		// The default handler under "" (pods without a RuntimeClass), then
 		// every handler by name.
 		RuntimeHandlers: []*runtime.RuntimeHandler{runtimeHandler(ctx, s.handlers, def, "")},
+		Features:        &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	for _, h := range s.handlers.All() {
 		resp.RuntimeHandlers = append(resp.RuntimeHandlers, runtimeHandler(ctx, s.handlers, h, h.Name))

@@ -18,7 +18,8 @@ import (
 // resolveUser decides the container process's uid, gid and supplementary
 // groups: run_as_user / run_as_username / run_as_group from the security
 // context, else the image's USER, with names looked up in the image's
-// /etc/passwd and /etc/group.
+// /etc/passwd and /etc/group; supplementary groups per
+// supplemental_groups_policy.
 func resolveUser(rootfs string, sc *runtime.LinuxContainerSecurityContext, imageUser string) (specs.User, error) {
 	db := userDB{rootfs: rootfs}
 	var u specs.User
@@ -56,9 +57,14 @@ func resolveUser(rootfs string, sc *runtime.LinuxContainerSecurityContext, image
 		}
 		u.GID = uint32(g.GetValue())
 	}
-	groups, err := db.groupsOf(name)
-	if err != nil {
-		return u, err
+	// Merge (the default) adds the groups the image's /etc/group gives
+	// the user; Strict only the ones the security context names.
+	var groups []uint32
+	if sc.GetSupplementalGroupsPolicy() != runtime.SupplementalGroupsPolicy_Strict {
+		var err error
+		if groups, err = db.groupsOf(name); err != nil {
+			return u, err
+		}
 	}
 	for _, g := range sc.GetSupplementalGroups() {
 		groups = append(groups, uint32(g))

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -188,5 +189,57 @@ func TestRuntimeHandlers(t *testing.T) {
 	_, err = p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "kata"})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"kata"`) {
 		t.Fatalf("RunPodSandbox with an unknown handler: %v, want InvalidArgument naming it", err)
+	}
+}
+
+// TestSupplementalGroupsPolicy: with Merge (the default) a container's
+// process gets the groups the image's /etc/group gives its user as well as
+// the requested ones; with Strict only the requested ones. ContainerStatus
+// reports what the process got.
+func TestSupplementalGroupsPolicy(t *testing.T) {
+	const image = "gcr.io/k8s-staging-cri-tools/test-image-predefined-group:latest"
+	p := newPodEnvWith(t, "", image)
+	if _, err := p.pull(t.Context(), image, nil); err != nil {
+		t.Fatal(err)
+	}
+	pod, podCfg := p.runPod(t, "groups")
+	for _, tc := range []struct {
+		policy     runtime.SupplementalGroupsPolicy
+		want       string
+		wantStatus []int64
+	}{
+		// The image's user 1000 is in group 50000 by its /etc/group.
+		{runtime.SupplementalGroupsPolicy_Merge, "1000 1234 50000", []int64{1000, 1234, 50000}},
+		{runtime.SupplementalGroupsPolicy_Strict, "1000 1234", []int64{1000, 1234}},
+	} {
+		resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
+			PodSandboxId: pod, SandboxConfig: podCfg,
+			Config: &runtime.ContainerConfig{
+				Metadata: &runtime.ContainerMetadata{Name: strings.ToLower(tc.policy.String())},
+				Image:    &runtime.ImageSpec{Image: image},
+				Command:  []string{"sleep", "1000"},
+				Linux: &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
+					RunAsUser:                &runtime.Int64Value{Value: 1000},
+					SupplementalGroups:       []int64{1234},
+					SupplementalGroupsPolicy: tc.policy,
+				}},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.start(t, resp.ContainerId)
+		if out, _ := p.exec(t, resp.ContainerId, "id", "-G"); strings.TrimSpace(out) != tc.want {
+			t.Errorf("%s: id -G = %q, want %q", tc.policy, strings.TrimSpace(out), tc.want)
+		}
+		got := p.status(t, resp.ContainerId).GetUser().GetLinux().GetSupplementalGroups()
+		slices.Sort(got)
+		if !slices.Equal(got, tc.wantStatus) {
+			t.Errorf("%s: ContainerStatus supplemental groups %v, want %v", tc.policy, got, tc.wantStatus)
+		}
+	}
+	st, err := p.runtime.Status(t.Context(), &runtime.StatusRequest{})
+	if err != nil || !st.GetFeatures().GetSupplementalGroupsPolicy() {
+		t.Errorf("Status features do not announce supplemental_groups_policy: %v, %v", st.GetFeatures(), err)
 	}
 }
