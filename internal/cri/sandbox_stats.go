@@ -6,6 +6,7 @@ import (
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -66,6 +67,7 @@ func (s *Service) podStats(ctx context.Context, sb store.Sandbox) (*runtime.PodS
 		add(mem.PageFaults, cs.Memory.PageFaults)
 		add(mem.MajorPageFaults, cs.Memory.MajorPageFaults)
 	}
+	linux.Network = podNetworkUsage(sb, now)
 	return &runtime.PodSandboxStats{
 		Attributes: &runtime.PodSandboxAttributes{
 			Id:          sb.ID,
@@ -75,4 +77,36 @@ func (s *Service) podStats(ctx context.Context, sb store.Sandbox) (*runtime.PodS
 		},
 		Linux: linux,
 	}, nil
+}
+
+// podNetworkUsage is the pod's interface counters (nil for a host-network
+// pod, whose counters are the host's, or one whose namespace is gone);
+// eth0, the CNI interface, is the default.
+func podNetworkUsage(sb store.Sandbox, now int64) *runtime.NetworkUsage {
+	if sb.Paths.NetNS == "" {
+		return nil
+	}
+	ifaces, err := stats.NetworkInterfaces(sb.Paths.NetNS)
+	if err != nil || len(ifaces) == 0 {
+		return nil
+	}
+	out := &runtime.NetworkUsage{Timestamp: now}
+	for _, i := range ifaces {
+		u := &runtime.NetworkInterfaceUsage{
+			Name:     i.Name,
+			RxBytes:  &runtime.UInt64Value{Value: i.RxBytes},
+			RxErrors: &runtime.UInt64Value{Value: i.RxErrors},
+			TxBytes:  &runtime.UInt64Value{Value: i.TxBytes},
+			TxErrors: &runtime.UInt64Value{Value: i.TxErrors},
+		}
+		if i.Name == "eth0" || out.DefaultInterface == nil {
+			if out.DefaultInterface != nil {
+				out.Interfaces = append(out.Interfaces, out.DefaultInterface)
+			}
+			out.DefaultInterface = u
+			continue
+		}
+		out.Interfaces = append(out.Interfaces, u)
+	}
+	return out
 }

@@ -307,7 +307,7 @@ func TestContainerLookups(t *testing.T) {
 func TestUnbuiltRPCsAreUnimplemented(t *testing.T) {
 	f := newFixture(t, "sh")
 	f.gate.Open()
-	_, err := f.runtime.ListMetricDescriptors(t.Context(), &runtime.ListMetricDescriptorsRequest{})
+	_, err := f.runtime.CheckpointContainer(t.Context(), &runtime.CheckpointContainerRequest{})
 	wantCode(t, err, codes.Unimplemented)
 }
 

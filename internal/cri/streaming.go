@@ -5,18 +5,16 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	goruntime "runtime"
 	"strconv"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
 	remotecommandserver "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/netns"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -193,46 +191,18 @@ func (rt streamRuntime) PortForward(ctx context.Context, podID string, port int3
 }
 
 // dialInNetNS dials addr over TCP from the network namespace at nsPath
-// ("" for the daemon's own). The socket is created on a locked thread that
-// has joined the namespace; the thread is restored before it is unlocked,
-// and never returned to Go's pool if restoring fails.
+// ("" for the daemon's own). The socket is made on a thread that has
+// joined the namespace (netns.Do); once made, it stays in it.
 func dialInNetNS(ctx context.Context, nsPath, addr string) (net.Conn, error) {
 	var d net.Dialer
 	if nsPath == "" {
 		return d.DialContext(ctx, "tcp", addr)
 	}
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		goruntime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			goruntime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(nsPath)
-		if err != nil {
-			goruntime.UnlockOSThread()
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			goruntime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("enter pod network namespace: %w", err)}
-			return
-		}
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			goruntime.UnlockOSThread()
-		}
-		ch <- result{conn, err}
-	}()
-	r := <-ch
-	return r.conn, r.err
+	var conn net.Conn
+	err := netns.Do(nsPath, func() error {
+		var err error
+		conn, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return conn, err
 }

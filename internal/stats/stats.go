@@ -14,7 +14,9 @@ import (
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
+	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 )
 
 // Sample is one reading of a cgroup.
@@ -29,6 +31,26 @@ type Sample struct {
 	MemoryUsage, WorkingSet, RSS uint64
 	PageFaults, MajorPageFaults  uint64
 	Pids                         uint64
+	Detail                       Detail
+}
+
+// Detail is the rest of a reading, for the CRI metrics (cAdvisor's).
+type Detail struct {
+	CPUUserNanos, CPUSystemNanos                       uint64
+	CFSPeriods, CFSThrottledPeriods, CFSThrottledNanos uint64
+	// Memory, bytes: page cache, mapped files, swap in use, the highest
+	// usage seen, kernel memory; failcnt is how often the limit was hit.
+	MemoryCache, MemoryMappedFile, MemorySwap, MemoryMaxUsage, MemoryKernel uint64
+	MemoryFailcnt                                                           uint64
+	OOMKills                                                                uint64
+	PidsLimit                                                               uint64 // 0 when unlimited
+	Devices                                                                 []DeviceIO
+}
+
+// DeviceIO is block I/O to one device.
+type DeviceIO struct {
+	Major, Minor                         uint64
+	ReadBytes, WriteBytes, Reads, Writes uint64
 }
 
 // ErrNoCgroup means the cgroup does not exist: the container is not running.
@@ -107,7 +129,69 @@ func readV1(p string) (Sample, error) {
 	if m.Pids != nil {
 		s.Pids = m.Pids.Current
 	}
+	s.Detail = detailV1(m)
 	return s, nil
+}
+
+func detailV1(m *v1stats.Metrics) Detail {
+	var d Detail
+	if c := m.CPU; c != nil {
+		if c.Usage != nil {
+			d.CPUUserNanos, d.CPUSystemNanos = c.Usage.User, c.Usage.Kernel
+		}
+		if t := c.Throttling; t != nil {
+			d.CFSPeriods, d.CFSThrottledPeriods, d.CFSThrottledNanos = t.Periods, t.ThrottledPeriods, t.ThrottledTime
+		}
+	}
+	if mem := m.Memory; mem != nil {
+		d.MemoryCache, d.MemoryMappedFile = mem.TotalCache, mem.TotalMappedFile
+		if mem.Usage != nil {
+			d.MemoryMaxUsage, d.MemoryFailcnt = mem.Usage.Max, mem.Usage.Failcnt
+			// memsw counts memory and swap together.
+			if mem.Swap != nil && mem.Swap.Usage > mem.Usage.Usage {
+				d.MemorySwap = mem.Swap.Usage - mem.Usage.Usage
+			}
+		}
+		if mem.Kernel != nil {
+			d.MemoryKernel = mem.Kernel.Usage
+		}
+	}
+	if o := m.MemoryOomControl; o != nil {
+		d.OOMKills = o.OomKill
+	}
+	if p := m.Pids; p != nil {
+		d.PidsLimit = p.Limit
+	}
+	if b := m.Blkio; b != nil {
+		devs := map[[2]uint64]*DeviceIO{}
+		dev := func(e *v1stats.BlkIOEntry) *DeviceIO {
+			k := [2]uint64{e.Major, e.Minor}
+			if devs[k] == nil {
+				devs[k] = &DeviceIO{Major: e.Major, Minor: e.Minor}
+			}
+			return devs[k]
+		}
+		for _, e := range b.IoServiceBytesRecursive {
+			switch e.Op {
+			case "Read":
+				dev(e).ReadBytes = e.Value
+			case "Write":
+				dev(e).WriteBytes = e.Value
+			}
+		}
+		for _, e := range b.IoServicedRecursive {
+			switch e.Op {
+			case "Read":
+				dev(e).Reads = e.Value
+			case "Write":
+				dev(e).Writes = e.Value
+			}
+		}
+		for _, v := range devs {
+			d.Devices = append(d.Devices, *v)
+		}
+	}
+	return d
 }
 
 func readV2(p string) (Sample, error) {
@@ -135,7 +219,34 @@ func readV2(p string) (Sample, error) {
 	if m.Pids != nil {
 		s.Pids = m.Pids.Current
 	}
+	s.Detail = detailV2(m)
 	return s, nil
+}
+
+func detailV2(m *v2stats.Metrics) Detail {
+	var d Detail
+	if c := m.CPU; c != nil {
+		d.CPUUserNanos, d.CPUSystemNanos = c.UserUsec*1000, c.SystemUsec*1000
+		d.CFSPeriods, d.CFSThrottledPeriods, d.CFSThrottledNanos = c.NrPeriods, c.NrThrottled, c.ThrottledUsec*1000
+	}
+	if mem := m.Memory; mem != nil {
+		d.MemoryCache, d.MemoryMappedFile = mem.File, mem.FileMapped
+		d.MemorySwap = mem.SwapUsage
+		d.MemoryMaxUsage = mem.MaxUsage
+		d.MemoryKernel = mem.KernelStack + mem.Slab
+	}
+	if e := m.MemoryEvents; e != nil {
+		d.MemoryFailcnt, d.OOMKills = e.Max, e.OomKill
+	}
+	if p := m.Pids; p != nil {
+		d.PidsLimit = p.Limit
+	}
+	if io := m.Io; io != nil {
+		for _, e := range io.Usage {
+			d.Devices = append(d.Devices, DeviceIO{Major: e.Major, Minor: e.Minor, ReadBytes: e.Rbytes, WriteBytes: e.Wbytes, Reads: e.Rios, Writes: e.Wios})
+		}
+	}
+	return d
 }
 
 // workingSet is usage minus inactive file pages (which the kernel reclaims

@@ -49,3 +49,16 @@ func TestReadOwnCgroupRate(t *testing.T) {
 		}
 	}
 }
+
+func TestParseNetDev(t *testing.T) {
+	const dev = `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     140       2    0    0    0     0          0         0      140       2    0    0    0     0       0          0
+  eth0:    1296      16    1    2    0     0          0         0      866       11    3    4    0     0       0          0
+`
+	got := parseNetDev([]byte(dev))
+	want := []Interface{{Name: "eth0", RxBytes: 1296, RxPackets: 16, RxErrors: 1, RxDropped: 2, TxBytes: 866, TxPackets: 11, TxErrors: 3, TxDropped: 4}}
+	if len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("parseNetDev = %+v, want %+v", got, want)
+	}
+}

@@ -180,3 +180,82 @@ func TestDefaultNetwork(t *testing.T) {
 		t.Fatalf("pod IP after UpdateRuntimeConfig %q, want one from 10.99.7.0/24", ip)
 	}
 }
+
+// TestPodNetworkStatsAndMetrics: a pod on the bridge network reports its
+// eth0 counters in PodSandboxStats and as container_network_* series, next
+// to its containers' cAdvisor series, each with the labels its descriptor
+// names.
+func TestPodNetworkStatsAndMetrics(t *testing.T) {
+	p := newPodEnv(t)
+	pod, cfg, _ := p.runNetPod(t, "metrics", nil)
+	resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
+		PodSandboxId: pod, SandboxConfig: cfg,
+		Config: &runtime.ContainerConfig{
+			Metadata: &runtime.ContainerMetadata{Name: "limited"},
+			Image:    &runtime.ImageSpec{Image: busyboxImage},
+			Command:  []string{"sleep", "1000"},
+			Linux: &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{
+				CpuPeriod: 100000, CpuQuota: 20000, CpuShares: 512, MemoryLimitInBytes: 64 << 20,
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, resp.ContainerId)
+	// Traffic out of eth0 (the gateway answers or not; the packets count).
+	p.runtime.ExecSync(t.Context(), &runtime.ExecSyncRequest{ContainerId: resp.ContainerId, Cmd: []string{"ping", "-c", "2", "-W", "1", "10.201.0.1"}, Timeout: 10})
+
+	st, err := p.runtime.PodSandboxStats(t.Context(), &runtime.PodSandboxStatsRequest{PodSandboxId: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := st.Stats.GetLinux().GetNetwork().GetDefaultInterface()
+	if net.GetName() != "eth0" || net.GetTxBytes().GetValue() == 0 {
+		t.Errorf("pod network stats: %v", st.Stats.GetLinux().GetNetwork())
+	}
+
+	descs, err := p.runtime.ListMetricDescriptors(t.Context(), &runtime.ListMetricDescriptorsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]int{}
+	for _, d := range descs.Descriptors {
+		labels[d.Name] = len(d.LabelKeys)
+	}
+	metrics, err := p.runtime.ListPodSandboxMetrics(t.Context(), &runtime.ListPodSandboxMetricsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]uint64{}
+	for _, pm := range metrics.PodMetrics {
+		if pm.PodSandboxId != pod {
+			continue
+		}
+		all := pm.Metrics
+		for _, cm := range pm.ContainerMetrics {
+			all = append(all, cm.Metrics...)
+		}
+		for _, m := range all {
+			if n, ok := labels[m.Name]; !ok || n != len(m.LabelValues) {
+				t.Errorf("%s: %d label values, descriptor has %d (described: %v)", m.Name, len(m.LabelValues), n, ok)
+			}
+			key := m.Name
+			if m.Name == "container_network_transmit_packets_total" {
+				key += "/" + m.LabelValues[len(m.LabelValues)-1]
+			}
+			values[key] = m.Value.GetValue()
+		}
+	}
+	for name, want := range map[string]uint64{
+		"container_spec_cpu_quota": 20000, "container_spec_cpu_period": 100000, "container_spec_cpu_shares": 512,
+		"container_spec_memory_limit_bytes": 64 << 20, "container_processes": 1,
+	} {
+		if got, ok := values[name]; !ok || got != want {
+			t.Errorf("%s = %d (present %v), want %d", name, got, ok, want)
+		}
+	}
+	if values["container_network_transmit_packets_total/eth0"] == 0 || values["container_memory_usage_bytes"] == 0 || values["container_threads"] == 0 {
+		t.Errorf("metrics without the pod's traffic or the container's use: %v", values)
+	}
+}
