@@ -98,6 +98,15 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err := s.images.MountRootfs(ctx, c.SnapshotKey, img.ChainID.String(), rootfs); err != nil {
 		return nil, err
 	}
+	volumes, err := s.mountImageVolumes(ctx, c, cfg.GetMounts())
+	if err != nil {
+		return nil, err
+	}
+	// The config as recorded carries each image volume's resolved image,
+	// which ContainerStatus reports.
+	if c.Config, err = proto.Marshal(cfg); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
 	ociSpec, err := spec.Build(spec.Input{
 		ID:     c.ID,
 		Config: cfg,
@@ -113,6 +122,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		OOMScoreAdjFloor:   s.oomFloor,
 		CapabilityBounding: s.capBounding,
 		RecursiveReadOnly:  s.handlers.Features(ctx, s.handlerOf(sb)).RecursiveReadOnlyMounts,
+		ImageVolumes:       volumes,
 	})
 	if err != nil {
 		return nil, err
@@ -148,9 +158,13 @@ func containerLogFile(dir, rel string) (string, error) {
 	return p, nil
 }
 
-// cleanupBundle unmounts the rootfs, removes the snapshot and the bundle.
-// A directory that may still hold a mount is never deleted.
+// cleanupBundle unmounts the image volumes and the rootfs, removes their
+// snapshots and the bundle. A directory that may still hold a mount is
+// never deleted.
 func (s *Service) cleanupBundle(ctx context.Context, c store.Container) error {
+	if err := s.unmountImageVolumes(ctx, c); err != nil {
+		return err
+	}
 	if err := s.images.UnmountRootfs(ctx, c.SnapshotKey, filepath.Join(c.Bundle, "rootfs")); err != nil {
 		return fmt.Errorf("container %s: %w", c.ID, err)
 	}

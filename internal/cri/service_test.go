@@ -86,6 +86,9 @@ func (noImages) Remove(context.Context, string) error { return nil }
 func (noImages) MountRootfs(context.Context, string, string, string) error {
 	return errdefs.ErrNotImplemented
 }
+func (noImages) MountView(context.Context, string, string, string) error {
+	return errdefs.ErrNotImplemented
+}
 func (noImages) UnmountRootfs(context.Context, string, string) error { return nil }
 func (noImages) SnapshotterName() string                             { return "overlayfs" }
 func (noImages) RootfsUsage(context.Context, string) (uint64, uint64, error) {

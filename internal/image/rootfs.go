@@ -20,9 +20,23 @@ const labelGCRoot = "containerd.io/gc.root"
 
 // MountRootfs prepares a writable snapshot named key on top of the image
 // chainID and mounts it at target. On failure nothing is left behind.
-func (s *Service) MountRootfs(ctx context.Context, key, chainID, target string) (retErr error) {
+func (s *Service) MountRootfs(ctx context.Context, key, chainID, target string) error {
+	return s.mountSnapshot(ctx, key, chainID, target, false)
+}
+
+// MountView mounts a read-only view of the image chainID at target, under
+// snapshot key (an image volume); UnmountRootfs undoes it.
+func (s *Service) MountView(ctx context.Context, key, chainID, target string) error {
+	return s.mountSnapshot(ctx, key, chainID, target, true)
+}
+
+func (s *Service) mountSnapshot(ctx context.Context, key, chainID, target string, view bool) (retErr error) {
 	ctx = namespaces.WithNamespace(ctx, namespace)
-	mounts, err := s.snapshot.Prepare(ctx, key, chainID, snapshots.WithLabels(map[string]string{
+	create := s.snapshot.Prepare
+	if view {
+		create = s.snapshot.View
+	}
+	mounts, err := create(ctx, key, chainID, snapshots.WithLabels(map[string]string{
 		labelGCRoot: time.Now().UTC().Format(time.RFC3339),
 	}))
 	if errdefs.IsAlreadyExists(err) {

@@ -53,6 +53,9 @@ type Input struct {
 	// RecursiveReadOnly says the runtime handler can make recursive
 	// read-only mounts ("rro").
 	RecursiveReadOnly bool
+	// ImageVolumes are, by index in Config.Mounts, the host directories the
+	// image volumes (Mount.image) bind: read-only views of their images.
+	ImageVolumes map[int]string
 }
 
 // ociVersion is the runtime-spec version berth's specs declare: the newest
@@ -400,6 +403,16 @@ func mountList(in Input, privileged bool) ([]specs.Mount, error) {
 		dst := m.GetContainerPath()
 		if dst == "" || !filepath.IsAbs(dst) {
 			return nil, fmt.Errorf("mounts[%d].container_path %q must be an absolute path: %w", i, dst, errdefs.ErrInvalidArgument)
+		}
+		if m.GetImage() != nil {
+			src, ok := in.ImageVolumes[i]
+			if !ok {
+				return nil, fmt.Errorf("mounts[%d]: image volume %q not mounted: %w", i, m.GetImage().GetImage(), errdefs.ErrInvalidArgument)
+			}
+			dst = filepath.Clean(dst)
+			mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == dst })
+			mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro"}})
+			continue
 		}
 		if m.GetHostPath() == "" {
 			return nil, fmt.Errorf("mounts[%d].host_path must not be empty: %w", i, errdefs.ErrInvalidArgument)

@@ -243,3 +243,57 @@ func TestSupplementalGroupsPolicy(t *testing.T) {
 		t.Errorf("Status features do not announce supplemental_groups_policy: %v, %v", st.GetFeatures(), err)
 	}
 }
+
+// TestImageVolumes: Mount.image mounts another image's file system (or a
+// subdirectory of it) read-only in the container, reports the image in
+// ContainerStatus, refuses writable or escaping volumes, and leaves no
+// mount or snapshot behind (newPodEnv's cleanup counts mounts).
+func TestImageVolumes(t *testing.T) {
+	const image = "gcr.io/k8s-staging-cri-tools/test-image-predefined-group:latest"
+	p := newPodEnvWith(t, "", image)
+	imageID, err := p.pull(t.Context(), image, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, podCfg := p.runPod(t, "image-volumes")
+	vol := func(readonly bool, sub string) []*runtime.Mount {
+		return []*runtime.Mount{{ContainerPath: "/vol", Readonly: readonly, Image: &runtime.ImageSpec{Image: image}, ImageSubPath: sub}}
+	}
+	ctr, err := p.createWith(t, pod, podCfg, "with-volume", vol(true, "etc"), nil, "sleep", "1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, ctr)
+	if out, code := p.exec(t, ctr, "cat", "/vol/group"); code != 0 || !strings.Contains(out, "group-defined-in-image:x:50000") {
+		t.Errorf("the image's /etc/group at /vol/group: exit %d, %s", code, out)
+	}
+	if out, code := p.exec(t, ctr, "touch", "/vol/new"); code == 0 || !strings.Contains(out, "Read-only file system") {
+		t.Errorf("writing into an image volume: exit %d, %s", code, out)
+	}
+	var reported *runtime.Mount
+	for _, m := range p.status(t, ctr).GetMounts() {
+		if m.ContainerPath == "/vol" {
+			reported = m
+		}
+	}
+	if reported.GetImage().GetImageRef() != imageID || reported.GetImageSubPath() != "etc" {
+		t.Errorf("ContainerStatus mount = %v, want image_ref %s", reported, imageID)
+	}
+
+	for name, tc := range map[string]struct {
+		mounts []*runtime.Mount
+		code   codes.Code
+	}{
+		"writable":          {vol(false, ""), codes.InvalidArgument},
+		"escaping sub path": {vol(true, "../../etc"), codes.InvalidArgument},
+		"missing sub path":  {vol(true, "no/such/dir"), codes.InvalidArgument},
+		"image not pulled":  {[]*runtime.Mount{{ContainerPath: "/vol", Readonly: true, Image: &runtime.ImageSpec{Image: "registry.k8s.io/pause:3.10"}}}, codes.NotFound},
+	} {
+		if _, err := p.createWith(t, pod, podCfg, strings.ReplaceAll(name, " ", "-"), tc.mounts, nil, "true"); status.Code(err) != tc.code {
+			t.Errorf("%s image volume: %v, want %s", name, err, tc.code)
+		}
+	}
+	if _, err := p.runtime.RemoveContainer(t.Context(), &runtime.RemoveContainerRequest{ContainerId: ctr}); err != nil {
+		t.Fatal(err)
+	}
+}
