@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -184,6 +186,35 @@ func validatePodConfig(cfg *runtime.PodSandboxConfig) error {
 	}
 	if d := cfg.GetLogDirectory(); d != "" && !filepath.IsAbs(d) {
 		return fmt.Errorf("config.log_directory %q must be an absolute path: %w", d, errdefs.ErrInvalidArgument)
+	}
+	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	for key := range cfg.GetLinux().GetSysctls() {
+		if err := checkSysctl(key, ns); err != nil {
+			return fmt.Errorf("config.linux.sysctls[%q]: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// ipcSysctls are the IPC-namespaced sysctls besides fs.mqueue.*.
+var ipcSysctls = []string{"kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+	"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni"}
+
+// checkSysctl allows only sysctls of a namespace the pod has of its own:
+// any other would change the host.
+func checkSysctl(key string, ns *runtime.NamespaceOption) error {
+	name := strings.ReplaceAll(key, "/", ".")
+	switch {
+	case slices.Contains(ipcSysctls, name) || strings.HasPrefix(name, "fs.mqueue."):
+		if ns.GetIpc() == runtime.NamespaceMode_NODE {
+			return fmt.Errorf("an IPC sysctl cannot be set in a pod that uses the host's IPC namespace: %w", errdefs.ErrInvalidArgument)
+		}
+	case strings.HasPrefix(name, "net."):
+		if ns.GetNetwork() == runtime.NamespaceMode_NODE {
+			return fmt.Errorf("a network sysctl cannot be set in a pod on the host's network: %w", errdefs.ErrInvalidArgument)
+		}
+	default:
+		return fmt.Errorf("not a namespaced sysctl: setting it would change the host: %w", errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

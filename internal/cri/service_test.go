@@ -346,3 +346,27 @@ func TestToStatus(t *testing.T) {
 		t.Error("ToStatus(nil) != nil")
 	}
 }
+
+func TestCheckSysctl(t *testing.T) {
+	hostNet := &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE}
+	hostIPC := &runtime.NamespaceOption{Ipc: runtime.NamespaceMode_NODE}
+	for _, tc := range []struct {
+		key string
+		ns  *runtime.NamespaceOption
+		ok  bool
+	}{
+		{"net.ipv4.ip_forward", nil, true},
+		{"net/ipv4/ping_group_range", nil, true},
+		{"kernel.shm_rmid_forced", nil, true},
+		{"fs.mqueue.msg_max", nil, true},
+		{"net.core.somaxconn", hostNet, false},
+		{"kernel.msgmax", hostIPC, false},
+		{"vm.swappiness", nil, false},
+		{"kernel.panic", nil, false},
+	} {
+		err := checkSysctl(tc.key, tc.ns)
+		if (err == nil) != tc.ok || (err != nil && !errdefs.IsInvalidArgument(err)) {
+			t.Errorf("checkSysctl(%q, %v) = %v, want ok=%v", tc.key, tc.ns, err, tc.ok)
+		}
+	}
+}

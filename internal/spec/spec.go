@@ -123,7 +123,7 @@ func Build(in Input) (*specs.Spec, error) {
 		},
 		Linux: &specs.Linux{
 			Namespaces:  namespaces(in.Pod, sc.GetNamespaceOptions()),
-			Resources:   resources(cfg.GetLinux().GetResources()),
+			Resources:   Resources(cfg.GetLinux().GetResources()),
 			CgroupsPath: cgroupsPath(in.CgroupDriver, in.Pod.CgroupParent, in.ID),
 			Sysctl:      in.Pod.Config.GetLinux().GetSysctls(),
 		},
@@ -147,6 +147,9 @@ func Build(in Input) (*specs.Spec, error) {
 		s.Linux.ReadonlyPaths = rp
 	}
 	if err := applySeccomp(s, sc); err != nil {
+		return nil, err
+	}
+	if s.Linux.Devices, s.Linux.Resources.Devices, err = devices(cfg, sc.GetPrivileged()); err != nil {
 		return nil, err
 	}
 	mounts, err := mountList(in, sc.GetPrivileged())
@@ -315,7 +318,8 @@ func namespaces(pod Pod, opts *runtime.NamespaceOption) []specs.LinuxNamespace {
 	return ns
 }
 
-func resources(r *runtime.LinuxContainerResources) *specs.LinuxResources {
+// Resources is the OCI form of a container's CRI resources (no device rules).
+func Resources(r *runtime.LinuxContainerResources) *specs.LinuxResources {
 	out := &specs.LinuxResources{}
 	if r == nil {
 		return out

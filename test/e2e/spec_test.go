@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
 // createWith creates (not starts) a busybox container in pod with mounts
@@ -295,5 +299,154 @@ func TestImageVolumes(t *testing.T) {
 	}
 	if _, err := p.runtime.RemoveContainer(t.Context(), &runtime.RemoveContainerRequest{ContainerId: ctr}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUpdateContainerResources: new limits reach the running container's
+// cgroup, show in ContainerStatus, and are still there after a daemon
+// SIGKILL and restart.
+func TestUpdateContainerResources(t *testing.T) {
+	p := newPodEnv(t)
+	pod, podCfg := p.runPod(t, "update")
+	resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
+		PodSandboxId: pod, SandboxConfig: podCfg,
+		Config: &runtime.ContainerConfig{
+			Metadata: &runtime.ContainerMetadata{Name: "limited"},
+			Image:    &runtime.ImageSpec{Image: busyboxImage},
+			Command:  []string{"sleep", "1000"},
+			Linux:    &runtime.LinuxContainerConfig{Resources: &runtime.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuPeriod: 100000, CpuQuota: 50000}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := resp.ContainerId
+	p.start(t, ctr)
+	cgroup := containerCgroup(t, p, ctr)
+	if got := readCgroupFile(t, "memory", cgroup, "memory.limit_in_bytes", "memory.max"); got != fmt.Sprint(64<<20) {
+		t.Fatalf("memory limit before the update: %s", got)
+	}
+	want := &runtime.LinuxContainerResources{MemoryLimitInBytes: 128 << 20, CpuPeriod: 100000, CpuQuota: 20000, CpuShares: 256}
+	if _, err := p.runtime.UpdateContainerResources(t.Context(), &runtime.UpdateContainerResourcesRequest{ContainerId: ctr, Linux: want}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readCgroupFile(t, "memory", cgroup, "memory.limit_in_bytes", "memory.max"); got != fmt.Sprint(128<<20) {
+		t.Errorf("memory limit after the update: %s", got)
+	}
+	if got := readCgroupFile(t, "cpu", cgroup, "cpu.cfs_quota_us", ""); got != "20000" {
+		t.Errorf("cpu quota after the update: %s", got)
+	}
+
+	p.daemon.Kill()
+	if err := p.daemon.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := e2eenv.Dial(p.daemon.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	st, err := runtime.NewRuntimeServiceClient(conn).ContainerStatus(t.Context(), &runtime.ContainerStatusRequest{ContainerId: ctr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Status.GetResources().GetLinux(); got.GetMemoryLimitInBytes() != want.MemoryLimitInBytes || got.GetCpuQuota() != want.CpuQuota || got.GetCpuShares() != want.CpuShares {
+		t.Errorf("ContainerStatus resources after restart = %v, want %v", got, want)
+	}
+	_, err = runtime.NewRuntimeServiceClient(conn).UpdateContainerResources(t.Context(), &runtime.UpdateContainerResourcesRequest{ContainerId: ctr})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("UpdateContainerResources without resources: %v, want InvalidArgument", err)
+	}
+}
+
+// containerCgroup is the container's cgroup path from its verbose status.
+func containerCgroup(t *testing.T, p *podEnv, ctr string) string {
+	t.Helper()
+	resp, err := p.runtime.ContainerStatus(t.Context(), &runtime.ContainerStatusRequest{ContainerId: ctr, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		RuntimeSpec struct {
+			Linux struct{ CgroupsPath string } `json:"linux"`
+		} `json:"runtimeSpec"`
+	}
+	if err := json.Unmarshal([]byte(resp.Info["info"]), &info); err != nil || info.RuntimeSpec.Linux.CgroupsPath == "" {
+		t.Fatalf("no cgroupsPath in verbose status: %v", err)
+	}
+	return info.RuntimeSpec.Linux.CgroupsPath
+}
+
+// readCgroupFile reads a cgroup file on v1 (controller/path/v1File) or v2
+// (path/v2File).
+func readCgroupFile(t *testing.T, controller, cgroup, v1File, v2File string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", controller, cgroup, v1File))
+	if err != nil && v2File != "" {
+		b, err = os.ReadFile(filepath.Join("/sys/fs/cgroup", cgroup, v2File))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestDevicesAndSysctls: a CRI device appears at its container path with
+// the host device's numbers and the given permissions; a privileged
+// container gets the host's devices; a path that is no device is refused.
+// A namespaced sysctl is set in the pod; one that is not is refused.
+func TestDevicesAndSysctls(t *testing.T) {
+	p := newPodEnv(t)
+	cfg := &runtime.PodSandboxConfig{
+		Metadata:     &runtime.PodSandboxMetadata{Name: "devices", Namespace: "e2e", Uid: "devices"},
+		LogDirectory: t.TempDir(),
+		Linux:        &runtime.LinuxPodSandboxConfig{Sysctls: map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"}},
+	}
+	pod, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(name string, devs []*runtime.Device, privileged bool) (string, error) {
+		resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
+			PodSandboxId: pod.PodSandboxId, SandboxConfig: cfg,
+			Config: &runtime.ContainerConfig{
+				Metadata: &runtime.ContainerMetadata{Name: name},
+				Image:    &runtime.ImageSpec{Image: busyboxImage},
+				Command:  []string{"sleep", "1000"},
+				Devices:  devs,
+				Linux:    &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{Privileged: privileged}},
+			},
+		})
+		return resp.GetContainerId(), err
+	}
+	ctr, err := create("with-device", []*runtime.Device{{HostPath: "/dev/null", ContainerPath: "/dev/mynull", Permissions: "rw"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, ctr)
+	if out, code := p.exec(t, ctr, "sh", "-c", "stat -c '%t:%T %F' /dev/mynull && echo x > /dev/mynull && cat /proc/sys/net/ipv4/ip_unprivileged_port_start"); code != 0 ||
+		!strings.Contains(out, "1:3 character special file") || !strings.HasSuffix(strings.TrimSpace(out), "80") {
+		t.Errorf("device and sysctl in the container: exit %d:\n%s", code, out)
+	}
+	if out, code := p.exec(t, ctr, "test", "-e", "/dev/kmsg"); code == 0 {
+		t.Errorf("an unprivileged container sees the host's /dev/kmsg: %s", out)
+	}
+	priv, err := create("privileged", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, priv)
+	if out, code := p.exec(t, priv, "test", "-c", "/dev/kmsg"); code != 0 {
+		t.Errorf("a privileged container lacks the host's /dev/kmsg: %s", out)
+	}
+	if _, err := create("not-a-device", []*runtime.Device{{HostPath: "/etc/hostname", ContainerPath: "/dev/x", Permissions: "r"}}, false); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a device that is a plain file: %v, want InvalidArgument", err)
+	}
+	bad := &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: "host-sysctl", Namespace: "e2e", Uid: "host-sysctl"},
+		Linux:    &runtime.LinuxPodSandboxConfig{Sysctls: map[string]string{"vm.swappiness": "0"}},
+	}
+	if _, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: bad}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "vm.swappiness") {
+		t.Errorf("a host-wide sysctl: %v, want InvalidArgument naming it", err)
 	}
 }

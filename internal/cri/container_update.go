@@ -1,0 +1,112 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/spec"
+	"github.com/berth-cri/berth/internal/store"
+)
+
+// UpdateContainerResources changes a container's CPU, memory, hugepage and
+// unified (cgroup v2) resources: on its cgroup through the runtime when it
+// runs, and in its bundle's spec and its record, so that ContainerStatus
+// reports them and they hold after a daemon restart and for a container
+// started later.
+func (s *Service) UpdateContainerResources(ctx context.Context, r *runtime.UpdateContainerResourcesRequest) (*runtime.UpdateContainerResourcesResponse, error) {
+	res := r.GetLinux()
+	if res == nil {
+		return nil, fmt.Errorf("linux resources must be set: %w", errdefs.ErrInvalidArgument)
+	}
+	c, err := s.store.Containers.Get(r.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if c.State() == store.ContainerExited {
+		return nil, fmt.Errorf("container %s has exited: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	sp, _, err := bundleSpec(c.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	updated := spec.Resources(res)
+	if sp.Linux != nil && sp.Linux.Resources != nil {
+		updated.Devices = sp.Linux.Resources.Devices // device rules are not resources kubelet updates
+	}
+	if c.State() == store.ContainerRunning {
+		sb, err := s.store.Sandboxes.Get(c.SandboxID)
+		if err != nil {
+			return nil, fmt.Errorf("pod of container %s: %w", c.ID, err)
+		}
+		apply := *updated
+		apply.Devices = nil // unchanged; the runtime keeps the rules it has
+		if err := s.handlerOf(sb).Runc().Update(ctx, c.ID, &apply); err != nil {
+			return nil, fmt.Errorf("apply resources to container %s: %v: %w", c.ID, err, errdefs.ErrFailedPrecondition)
+		}
+	}
+	sp.Linux.Resources = updated
+	if adj := res.GetOomScoreAdj(); adj != 0 && sp.Process != nil {
+		// oom_score_adj takes effect at start only; record it for one.
+		v := int(adj)
+		if s.oomFloor != nil {
+			v = max(v, *s.oomFloor)
+		}
+		sp.Process.OOMScoreAdj = &v
+	}
+	b, err := json.MarshalIndent(sp, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode runtime spec: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(c.Bundle, "config.json"), b); err != nil {
+		return nil, err
+	}
+	if _, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
+		var cfg runtime.ContainerConfig
+		if err := proto.Unmarshal(c.Config, &cfg); err != nil {
+			return c, fmt.Errorf("container %s config: %w", c.ID, err)
+		}
+		if cfg.Linux == nil {
+			cfg.Linux = &runtime.LinuxContainerConfig{}
+		}
+		cfg.Linux.Resources = res
+		raw, err := proto.Marshal(&cfg)
+		if err != nil {
+			return c, err
+		}
+		c.Config = raw
+		return c, nil
+	}); err != nil {
+		return nil, err
+	}
+	s.logger.InfoContext(ctx, "container resources updated", "id", c.ID)
+	return &runtime.UpdateContainerResourcesResponse{}, nil
+}
+
+// writeFileAtomic replaces path with b: a crash leaves the old file or the
+// new one, never a torn one.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
