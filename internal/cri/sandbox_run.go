@@ -37,6 +37,10 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if _, err := exec.LookPath(handler.Path); err != nil {
 		return nil, fmt.Errorf("runtime handler %q: its runtime %q is not installed: %w", handler.Name, handler.Path, errdefs.ErrFailedPrecondition)
 	}
+	if userns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(); userns != nil && userns.GetMode() == runtime.NamespaceMode_POD &&
+		!s.handlers.Features(ctx, handler).UserNamespaces {
+		return nil, fmt.Errorf("config.linux.security_context.namespace_options.userns_options: runtime handler %q cannot run a pod in a user namespace (its runtime makes no idmapped mounts): %w", handler.Name, errdefs.ErrFailedPrecondition)
+	}
 	raw, err := proto.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("encode config: %w", err)
@@ -188,9 +192,37 @@ func validatePodConfig(cfg *runtime.PodSandboxConfig) error {
 		return fmt.Errorf("config.log_directory %q must be an absolute path: %w", d, errdefs.ErrInvalidArgument)
 	}
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if err := checkUserns(ns.GetUsernsOptions()); err != nil {
+		return fmt.Errorf("config.linux.security_context.namespace_options.userns_options: %w", err)
+	}
 	for key := range cfg.GetLinux().GetSysctls() {
 		if err := checkSysctl(key, ns); err != nil {
 			return fmt.Errorf("config.linux.sysctls[%q]: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// checkUserns accepts the host's user namespace (NODE, or nothing asked)
+// or one per pod (POD) with a single uid and a single gid mapping that
+// maps container ID 0, as kubelet asks for.
+func checkUserns(u *runtime.UserNamespace) error {
+	if u == nil {
+		return nil // unset is the host's (the mode's zero value is POD)
+	}
+	switch u.GetMode() {
+	case runtime.NamespaceMode_NODE:
+		return nil
+	case runtime.NamespaceMode_POD:
+	default:
+		return fmt.Errorf("mode %s: a user namespace is the pod's (POD) or the host's (NODE): %w", u.GetMode(), errdefs.ErrInvalidArgument)
+	}
+	for kind, maps := range map[string][]*runtime.IDMapping{"uids": u.GetUids(), "gids": u.GetGids()} {
+		if len(maps) != 1 {
+			return fmt.Errorf("%s: exactly one mapping, not %d: %w", kind, len(maps), errdefs.ErrInvalidArgument)
+		}
+		if m := maps[0]; m.GetContainerId() != 0 || m.GetLength() == 0 {
+			return fmt.Errorf("%s: the mapping must start at container ID 0 and not be empty: %w", kind, errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil

@@ -370,3 +370,24 @@ func TestCheckSysctl(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckUserns(t *testing.T) {
+	one := []*runtime.IDMapping{{ContainerId: 0, HostId: 1000, Length: 65536}}
+	for _, tc := range []struct {
+		name string
+		u    *runtime.UserNamespace
+		ok   bool
+	}{
+		{"none", nil, true},
+		{"node", &runtime.UserNamespace{Mode: runtime.NamespaceMode_NODE}, true},
+		{"pod", &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: one, Gids: one}, true},
+		{"container", &runtime.UserNamespace{Mode: runtime.NamespaceMode_CONTAINER}, false},
+		{"target", &runtime.UserNamespace{Mode: runtime.NamespaceMode_TARGET}, false},
+		{"two mappings", &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: append(one, one...), Gids: one}, false},
+		{"0 unmapped", &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: []*runtime.IDMapping{{ContainerId: 1, HostId: 1000, Length: 10}}, Gids: one}, false},
+	} {
+		if err := checkUserns(tc.u); (err == nil) != tc.ok || (err != nil && !errdefs.IsInvalidArgument(err)) {
+			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

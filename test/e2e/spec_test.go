@@ -194,6 +194,25 @@ func TestRuntimeHandlers(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"kata"`) {
 		t.Fatalf("RunPodSandbox with an unknown handler: %v, want InvalidArgument naming it", err)
 	}
+
+	// User namespaces: neither runtime here can make idmapped mounts, so a
+	// pod user namespace is refused as such, not run without one.
+	mapping := []*runtime.IDMapping{{ContainerId: 0, HostId: 100000, Length: 65536}}
+	for mode, want := range map[runtime.NamespaceMode]codes.Code{
+		runtime.NamespaceMode_POD:       codes.FailedPrecondition,
+		runtime.NamespaceMode_CONTAINER: codes.InvalidArgument,
+	} {
+		cfg := &runtime.PodSandboxConfig{
+			Metadata: &runtime.PodSandboxMetadata{Name: "userns", Namespace: "e2e", Uid: "userns"},
+			Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{
+				UsernsOptions: &runtime.UserNamespace{Mode: mode, Uids: mapping, Gids: mapping},
+			}}},
+		}
+		_, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg})
+		if status.Code(err) != want || !strings.Contains(err.Error(), "userns_options") {
+			t.Errorf("pod in a user namespace of mode %s: %v, want %s naming userns_options", mode, err, want)
+		}
+	}
 }
 
 // TestSupplementalGroupsPolicy: with Merge (the default) a container's
