@@ -107,6 +107,9 @@ type Handler struct {
 type Stream struct {
 	// Address is host:port to serve on; port 0 picks a free one.
 	Address string `toml:"address" json:"address"`
+	// TLSCertFile and TLSKeyFile (PEM), when set, make it serve HTTPS.
+	TLSCertFile string `toml:"tls_cert_file" json:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file" json:"tls_key_file"`
 }
 
 // Duration is a time.Duration that reads and writes as "10s" in TOML.
@@ -218,6 +221,9 @@ func (c Config) Validate() error {
 	case "", "cgroupfs", "systemd":
 	default:
 		errs = append(errs, fmt.Errorf("runtime.cgroup_driver must be cgroupfs, systemd or empty, got %q", c.Runtime.CgroupDriver))
+	}
+	if (c.Stream.TLSCertFile == "") != (c.Stream.TLSKeyFile == "") {
+		errs = append(errs, errors.New("streaming.tls_cert_file and streaming.tls_key_file go together"))
 	}
 	if c.ShutdownTimeout.Duration < 0 {
 		errs = append(errs, errors.New("shutdown_timeout must not be negative"))

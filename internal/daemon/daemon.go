@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -127,6 +128,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	}
 	streamCfg := streaming.DefaultConfig
 	streamCfg.Addr = streamLis.Addr().String()
+	if cfg.Stream.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Stream.TLSCertFile, cfg.Stream.TLSKeyFile)
+		if err != nil {
+			streamLis.Close()
+			return fmt.Errorf("streaming server TLS: %w", err)
+		}
+		// The server's URLs say https once TLSConfig is set.
+		streamCfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		streamLis = tls.NewListener(streamLis, streamCfg.TLSConfig)
+	}
 	streams, err := streaming.NewServer(streamCfg, svc.StreamRuntime())
 	if err != nil {
 		streamLis.Close()

@@ -3,10 +3,20 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -281,4 +291,77 @@ func TestAttachTerminal(t *testing.T) {
 	if err != nil || !strings.Contains(string(log), " stdout ") || !strings.Contains(string(log), "tty-attached-42") {
 		t.Fatalf("log of the terminal container (%v):\n%s", err, log)
 	}
+}
+
+// TestStreamingTLS: with a certificate configured the streaming server
+// speaks HTTPS, its URLs say so, and crictl exec reaches the container
+// through it trusting that certificate (crictl also insists on a client
+// certificate, which the server does not ask for).
+func TestStreamingTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeSelfSigned(t, dir)
+	p := newPodEnvWith(t, "")
+	// Restart the daemon with TLS on the streaming server.
+	p.daemon.Stop()
+	cfg, err := os.ReadFile(p.daemon.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, fmt.Sprintf("\n[streaming]\naddress = \"127.0.0.1:0\"\ntls_cert_file = %q\ntls_key_file = %q\n", cert, key)...)
+	if err := os.WriteFile(p.daemon.Config, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.daemon.Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := e2eenv.Dial(p.daemon.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	p.runtime = runtime.NewRuntimeServiceClient(conn)
+	pod, podCfg := p.runPod(t, "tls")
+	ctr := p.createContainer(t, pod, podCfg, "c", "sleep", "1000")
+	p.start(t, ctr)
+	resp, err := p.runtime.Exec(t.Context(), &runtime.ExecRequest{ContainerId: ctr, Cmd: []string{"true"}, Stdout: true})
+	if err != nil || !strings.HasPrefix(resp.Url, "https://127.0.0.1:") {
+		t.Fatalf("Exec URL = %q, %v; want https on loopback", resp.GetUrl(), err)
+	}
+	out, err := crictlCommand(t, p.daemon, "exec", "--tls-ca", cert, "--tls-cert", cert, "--tls-key", key, "--tls-sni", "localhost", ctr, "echo", "over-tls").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "over-tls") {
+		t.Fatalf("crictl exec over TLS: %v\n%s", err, out)
+	}
+}
+
+// writeSelfSigned writes a self-signed certificate for localhost and
+// 127.0.0.1 (server and client use) and its key, and returns their paths.
+func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return certFile, keyFile
 }
