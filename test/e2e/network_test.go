@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -114,6 +115,33 @@ func TestPodNetworking(t *testing.T) {
 	if string(b) != "hello-from-pod\n" {
 		t.Fatalf("host port body = %q", b)
 	}
+
+	t.Log("crictl port-forward reaches the pod's 8080 from a local port")
+	pf := crictlCommand(t, p.daemon, "port-forward", server, "12081:8080")
+	var pfOut bytes.Buffer
+	pf.Stdout, pf.Stderr = &pfOut, &pfOut
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { pf.Process.Kill(); pf.Wait() }()
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:12081/")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "hello-from-pod\n" {
+				t.Fatalf("port-forward body = %q", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("crictl port-forward never answered: %v\n%s", err, pfOut.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pf.Process.Kill()
+	pf.Wait()
 
 	t.Log("stop detaches (CNI DEL) and is idempotent; remove leaves nothing")
 	for _, id := range []string{server, client} {
