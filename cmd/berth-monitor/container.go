@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/console"
 	runc "github.com/containerd/go-runc"
 
+	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/crilog"
 	"github.com/berth-cri/berth/internal/monitor/api"
 	"github.com/berth-cri/berth/internal/runclog"
@@ -152,53 +153,83 @@ func (m *monitor) create(ctx context.Context, c *container, req api.Request) (in
 // on pipes the monitor copies, and stdin on a pipe the monitor keeps for
 // Attach when the container asked for stdin (else /dev/null).
 func (m *monitor) createWithPipes(ctx context.Context, c *container, req api.Request, pidFile string) error {
-	var stdin *os.File
-	if req.Stdin {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return err
-		}
-		stdin = r
-		c.stdin = &containerStdin{w: w, once: req.StdinOnce}
-	} else {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			return err
-		}
-		stdin = f
-	}
-	defer stdin.Close()
-	outR, outW, err := os.Pipe()
+	p, err := newStdioPipes(req.Stdin)
 	if err != nil {
 		return err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return err
+	if p.stdinW != nil {
+		c.stdin = &containerStdin{w: p.stdinW, once: req.StdinOnce}
 	}
-	pio := &pipeIO{stdin: stdin, stdout: outW, stderr: errW}
-	_, createErr := c.runc.Run(ctx, c.id, c.bundle, &runc.CreateOpts{IO: pio, PidFile: pidFile, Detach: true})
-	// The container holds its own copies of the write ends now; ours must go
-	// so that the copiers see EOF when the container exits.
-	outW.Close()
-	errW.Close()
+	_, createErr := c.runc.Run(ctx, c.id, c.bundle, &runc.CreateOpts{IO: p.processIO(), PidFile: pidFile, Detach: true})
+	// The container holds its own copies of its ends now; ours must go so
+	// that the copiers see EOF when the container exits.
+	p.closeProcessEnds()
 	c.output.Add(2)
 	go func() {
 		defer c.output.Done()
-		defer outR.Close()
-		m.copyOutput(c, crilog.Stdout, api.FrameStdout, outR)
+		defer p.outR.Close()
+		m.copyOutput(c, crilog.Stdout, api.FrameStdout, p.outR)
 	}()
 	go func() {
 		defer c.output.Done()
-		defer errR.Close()
-		m.copyOutput(c, crilog.Stderr, api.FrameStderr, errR)
+		defer p.errR.Close()
+		m.copyOutput(c, crilog.Stderr, api.FrameStderr, p.errR)
 	}()
 	if createErr != nil {
 		return fmt.Errorf("runc run: %s", runcError(c.runc.Log, createErr))
 	}
 	return nil
+}
+
+// stdioPipes are a process's stdio without a terminal: stdin from
+// /dev/null, or from a pipe whose write end the monitor keeps; stdout and
+// stderr into pipes whose read ends the monitor copies.
+type stdioPipes struct {
+	stdin, stdinW *os.File // stdinW is nil without stdin
+	outR, outW    *os.File
+	errR, errW    *os.File
+}
+
+func newStdioPipes(withStdin bool) (*stdioPipes, error) {
+	p := &stdioPipes{}
+	var err error
+	if withStdin {
+		p.stdin, p.stdinW, err = os.Pipe()
+	} else {
+		p.stdin, err = os.Open(os.DevNull)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.outR, p.outW, err = os.Pipe(); err != nil {
+		p.close()
+		return nil, err
+	}
+	if p.errR, p.errW, err = os.Pipe(); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// processIO hands runc the process's ends.
+func (p *stdioPipes) processIO() *pipeIO {
+	return &pipeIO{stdin: p.stdin, stdout: p.outW, stderr: p.errW}
+}
+
+// closeProcessEnds closes our copies of the process's ends.
+func (p *stdioPipes) closeProcessEnds() {
+	for _, f := range []*os.File{p.stdin, p.outW, p.errW} {
+		f.Close()
+	}
+}
+
+func (p *stdioPipes) close() {
+	for _, f := range []*os.File{p.stdin, p.stdinW, p.outR, p.outW, p.errR, p.errW} {
+		if f != nil {
+			f.Close()
+		}
+	}
 }
 
 // createWithTerminal runs the container (runc run --detach) with a pty, whose master runc hands
@@ -477,23 +508,7 @@ func writeJSONAtomic(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 // pipeIO hands runc the container's stdio.

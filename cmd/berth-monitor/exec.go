@@ -150,40 +150,20 @@ func (x *execution) startWithTerminal(ctx context.Context, c *container, proc sp
 }
 
 func (x *execution) startWithPipes(ctx context.Context, c *container, proc specs.Process, withStdin bool, fw *api.FrameWriter) error {
-	var stdin *os.File
-	if withStdin {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return err
-		}
-		stdin = r
-		x.stdin = &containerStdin{w: w, once: true}
-		x.closers = append(x.closers, w)
-	} else {
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			return err
-		}
-		stdin = f
-	}
-	defer stdin.Close()
-	outR, outW, err := os.Pipe()
+	p, err := newStdioPipes(withStdin)
 	if err != nil {
 		return err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return err
+	if p.stdinW != nil {
+		x.stdin = &containerStdin{w: p.stdinW, once: true}
+		x.closers = append(x.closers, p.stdinW)
 	}
-	x.closers = append(x.closers, outR, errR)
-	x.opts.IO = &pipeIO{stdin: stdin, stdout: outW, stderr: errW}
+	x.closers = append(x.closers, p.outR, p.errR)
+	x.opts.IO = p.processIO()
 	execErr := c.runc.Exec(ctx, c.id, proc, x.opts)
-	outW.Close()
-	errW.Close()
-	x.output.Go(func() { copyFrames(fw, api.FrameStdout, outR) })
-	x.output.Go(func() { copyFrames(fw, api.FrameStderr, errR) })
+	p.closeProcessEnds()
+	x.output.Go(func() { copyFrames(fw, api.FrameStdout, p.outR) })
+	x.output.Go(func() { copyFrames(fw, api.FrameStderr, p.errR) })
 	return execErr
 }
 

@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/spec"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -64,7 +64,7 @@ func (s *Service) UpdateContainerResources(ctx context.Context, r *runtime.Updat
 	if err != nil {
 		return nil, fmt.Errorf("encode runtime spec: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(c.Bundle, "config.json"), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(c.Bundle, "config.json"), b, 0o600); err != nil {
 		return nil, err
 	}
 	if _, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
@@ -87,26 +87,4 @@ func (s *Service) UpdateContainerResources(ctx context.Context, r *runtime.Updat
 	}
 	s.logger.InfoContext(ctx, "container resources updated", "id", c.ID)
 	return &runtime.UpdateContainerResourcesResponse{}, nil
-}
-
-// writeFileAtomic replaces path with b: a crash leaves the old file or the
-// new one, never a torn one.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -21,47 +21,49 @@ import (
 // Exec returns the URL on the streaming server where the client runs the
 // command interactively.
 func (s *Service) Exec(ctx context.Context, r *runtime.ExecRequest) (*runtime.ExecResponse, error) {
-	if s.streams == nil {
-		return nil, fmt.Errorf("streaming server not running: %w", errdefs.ErrUnavailable)
-	}
 	if len(r.GetCmd()) == 0 {
 		return nil, fmt.Errorf("cmd must not be empty: %w", errdefs.ErrInvalidArgument)
 	}
 	if r.GetTty() && r.GetStderr() {
 		return nil, fmt.Errorf("tty and stderr cannot both be set: a terminal has one output stream: %w", errdefs.ErrInvalidArgument)
 	}
-	if !r.GetStdin() && !r.GetStdout() && !r.GetStderr() {
-		return nil, fmt.Errorf("one of stdin, stdout and stderr must be set: %w", errdefs.ErrInvalidArgument)
-	}
-	c, err := s.store.Containers.Get(r.GetContainerId())
+	id, err := s.streamTarget(r.GetContainerId(), r.GetStdin() || r.GetStdout() || r.GetStderr())
 	if err != nil {
 		return nil, err
 	}
-	if c.State() != store.ContainerRunning {
-		return nil, fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
-	}
-	r.ContainerId = c.ID
+	r.ContainerId = id
 	return s.streams.GetExec(r)
 }
 
 // Attach returns the URL on the streaming server where the client joins a
 // running container's stdio.
 func (s *Service) Attach(ctx context.Context, r *runtime.AttachRequest) (*runtime.AttachResponse, error) {
-	if s.streams == nil {
-		return nil, fmt.Errorf("streaming server not running: %w", errdefs.ErrUnavailable)
-	}
-	if !r.GetStdin() && !r.GetStdout() && !r.GetStderr() {
-		return nil, fmt.Errorf("one of stdin, stdout and stderr must be set: %w", errdefs.ErrInvalidArgument)
-	}
-	c, err := s.store.Containers.Get(r.GetContainerId())
+	id, err := s.streamTarget(r.GetContainerId(), r.GetStdin() || r.GetStdout() || r.GetStderr())
 	if err != nil {
 		return nil, err
 	}
-	if c.State() != store.ContainerRunning {
-		return nil, fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
-	}
-	r.ContainerId = c.ID
+	r.ContainerId = id
 	return s.streams.GetAttach(r)
+}
+
+// streamTarget checks an Exec or Attach request: the streaming server runs,
+// some stream is asked for, and the container (ID or unique prefix) runs.
+// It returns the container's full ID.
+func (s *Service) streamTarget(containerID string, anyStream bool) (string, error) {
+	if s.streams == nil {
+		return "", fmt.Errorf("streaming server not running: %w", errdefs.ErrUnavailable)
+	}
+	if !anyStream {
+		return "", fmt.Errorf("one of stdin, stdout and stderr must be set: %w", errdefs.ErrInvalidArgument)
+	}
+	c, err := s.store.Containers.Get(containerID)
+	if err != nil {
+		return "", err
+	}
+	if c.State() != store.ContainerRunning {
+		return "", fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	return c.ID, nil
 }
 
 // PortForward returns the URL on the streaming server that forwards to
