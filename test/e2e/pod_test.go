@@ -64,6 +64,29 @@ func newPodEnvWith(t *testing.T, runtimeConfig string, extraImages ...string) *p
 	return p
 }
 
+// killAndRestart SIGKILLs the daemon, starts it again on the same state
+// and points p's clients at it.
+func (p *podEnv) killAndRestart(t *testing.T) {
+	t.Helper()
+	p.daemon.Kill()
+	p.restart(t)
+}
+
+// restart starts the (stopped or killed) daemon again and redials.
+func (p *podEnv) restart(t *testing.T) {
+	t.Helper()
+	if err := p.daemon.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := e2eenv.Dial(p.daemon.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	p.runtime = runtime.NewRuntimeServiceClient(conn)
+	p.images = runtime.NewImageServiceClient(conn)
+}
+
 // removeAllPods leaves the host clean for the next test.
 // It dials afresh: test cleanups run in reverse order, so a connection a
 // test opened later may already be closed.
@@ -442,16 +465,8 @@ func TestPauseContainerMode(t *testing.T) {
 		t.Fatalf("PID 1 of the pod runs %q (%v), want /pause", ex.GetStdout(), err)
 	}
 
-	p.daemon.Kill()
-	if err := p.daemon.Restart(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := e2eenv.Dial(p.daemon.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rt := runtime.NewRuntimeServiceClient(conn)
+	p.killAndRestart(t)
+	rt := p.runtime
 	st, err := rt.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: podID})
 	if err != nil || st.Status.State != runtime.PodSandboxState_SANDBOX_READY {
 		t.Fatalf("pod after daemon restart: %v, %v", st.GetStatus().GetState(), err)

@@ -13,8 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
 // createWith creates (not starts) a busybox container in pod with mounts
@@ -356,23 +354,15 @@ func TestUpdateContainerResources(t *testing.T) {
 		t.Errorf("cpu quota after the update: %s", got)
 	}
 
-	p.daemon.Kill()
-	if err := p.daemon.Restart(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := e2eenv.Dial(p.daemon.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	st, err := runtime.NewRuntimeServiceClient(conn).ContainerStatus(t.Context(), &runtime.ContainerStatusRequest{ContainerId: ctr})
+	p.killAndRestart(t)
+	st, err := p.runtime.ContainerStatus(t.Context(), &runtime.ContainerStatusRequest{ContainerId: ctr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := st.Status.GetResources().GetLinux(); got.GetMemoryLimitInBytes() != want.MemoryLimitInBytes || got.GetCpuQuota() != want.CpuQuota || got.GetCpuShares() != want.CpuShares {
 		t.Errorf("ContainerStatus resources after restart = %v, want %v", got, want)
 	}
-	_, err = runtime.NewRuntimeServiceClient(conn).UpdateContainerResources(t.Context(), &runtime.UpdateContainerResourcesRequest{ContainerId: ctr})
+	_, err = p.runtime.UpdateContainerResources(t.Context(), &runtime.UpdateContainerResourcesRequest{ContainerId: ctr})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("UpdateContainerResources without resources: %v, want InvalidArgument", err)
 	}

@@ -311,15 +311,7 @@ func TestStreamingTLS(t *testing.T) {
 	if err := os.WriteFile(p.daemon.Config, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.daemon.Restart(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := e2eenv.Dial(p.daemon.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	p.runtime = runtime.NewRuntimeServiceClient(conn)
+	p.restart(t)
 	pod, podCfg := p.runPod(t, "tls")
 	ctr := p.createContainer(t, pod, podCfg, "c", "sleep", "1000")
 	p.start(t, ctr)
