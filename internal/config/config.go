@@ -39,6 +39,7 @@ type Config struct {
 	CNI      CNI      `toml:"cni" json:"cni"`
 	Runtime  Runtime  `toml:"runtime" json:"runtime"`
 	Stream   Stream   `toml:"streaming" json:"streaming"`
+	CDI      CDI      `toml:"cdi" json:"cdi"`
 	// ShutdownTimeout bounds how long in-flight calls may take to finish
 	// after SIGTERM before the server is stopped hard.
 	ShutdownTimeout Duration `toml:"shutdown_timeout" json:"shutdown_timeout"`
@@ -101,6 +102,12 @@ type Runtime struct {
 type Handler struct {
 	// Path is the runtime binary, absolute or looked up in PATH.
 	Path string `toml:"path" json:"path"`
+}
+
+// CDI configures Container Device Interface devices.
+type CDI struct {
+	// SpecDirs are searched for CDI specs, later ones winning.
+	SpecDirs []string `toml:"spec_dirs" json:"spec_dirs"`
 }
 
 // Stream configures the exec / port-forward streaming server.

@@ -127,6 +127,9 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err != nil {
 		return nil, err
 	}
+	if err := s.injectCDIDevices(cfg, ociSpec); err != nil {
+		return nil, err
+	}
 	c.CgroupsPath = ociSpec.Linux.CgroupsPath
 	b, err := json.MarshalIndent(ociSpec, "", "  ")
 	if err != nil {

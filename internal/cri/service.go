@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
+	"tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/image"
@@ -66,6 +67,8 @@ type Service struct {
 	images        images
 	logger        *slog.Logger
 	handlers      *ociruntime.Set
+	cdiMu         sync.Mutex // one refresh and injection at a time
+	cdi           *cdi.Cache
 	probeNetwork  func() netconf.Result
 	monitorBinary string
 	oomFloor      *int
@@ -89,6 +92,7 @@ func New(opts Options) *Service {
 		images:        opts.Images,
 		logger:        opts.Logger,
 		handlers:      ociruntime.NewSet(opts.Config.Runtime, opts.Config.State),
+		cdi:           newCDICache(opts.Config.CDI.SpecDirs),
 		probeNetwork:  opts.ProbeNetwork,
 		monitorBinary: opts.MonitorBinary,
 		oomFloor:      opts.OOMScoreAdjFloor,

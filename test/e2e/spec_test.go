@@ -459,3 +459,60 @@ func TestDevicesAndSysctls(t *testing.T) {
 		t.Errorf("a host-wide sysctl: %v, want InvalidArgument naming it", err)
 	}
 }
+
+// TestCDIDevices: a device a CDI spec defines, named in CDI_devices or in a
+// cdi.k8s.io/ annotation, brings its device node and environment into the
+// container; a device no spec defines is refused. Specs written after the
+// daemon started are found.
+func TestCDIDevices(t *testing.T) {
+	cdiDir := t.TempDir()
+	p := newPodEnvWith(t, "")
+	p.daemon.Stop()
+	conf, err := os.ReadFile(p.daemon.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.daemon.Config, append(conf, fmt.Sprintf("\n[cdi]\nspec_dirs = [%q]\n", cdiDir)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.restart(t)
+	const spec = `cdiVersion: "0.6.0"
+kind: berth.test/null
+devices:
+- name: null0
+  containerEdits:
+    deviceNodes:
+    - path: /dev/cdi-null
+      hostPath: /dev/null
+    env:
+    - CDI_INJECTED=null0
+`
+	if err := os.WriteFile(filepath.Join(cdiDir, "berth-test.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pod, podCfg := p.runPod(t, "cdi")
+	for name, cfg := range map[string]*runtime.ContainerConfig{
+		"by-field":      {CDIDevices: []*runtime.CDIDevice{{Name: "berth.test/null=null0"}}},
+		"by-annotation": {Annotations: map[string]string{"cdi.k8s.io/test": "berth.test/null=null0"}},
+	} {
+		cfg.Metadata = &runtime.ContainerMetadata{Name: name}
+		cfg.Image = &runtime.ImageSpec{Image: busyboxImage}
+		cfg.Command = []string{"sleep", "1000"}
+		resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{PodSandboxId: pod, SandboxConfig: podCfg, Config: cfg})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		p.start(t, resp.ContainerId)
+		if out, code := p.exec(t, resp.ContainerId, "sh", "-c", "test -c /dev/cdi-null && echo $CDI_INJECTED > /dev/cdi-null && echo $CDI_INJECTED"); code != 0 || strings.TrimSpace(out) != "null0" {
+			t.Errorf("%s: CDI device in the container: exit %d, %q", name, code, out)
+		}
+	}
+	_, err = p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{PodSandboxId: pod, SandboxConfig: podCfg, Config: &runtime.ContainerConfig{
+		Metadata:   &runtime.ContainerMetadata{Name: "unknown"},
+		Image:      &runtime.ImageSpec{Image: busyboxImage},
+		CDIDevices: []*runtime.CDIDevice{{Name: "berth.test/null=nope"}},
+	}})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "berth.test/null=nope") {
+		t.Errorf("an undefined CDI device: %v, want NotFound naming it", err)
+	}
+}
