@@ -14,6 +14,7 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/spec"
+	"github.com/berth-cri/berth/internal/sysinfo"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -123,6 +124,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		CapabilityBounding: s.capBounding,
 		RecursiveReadOnly:  s.handlers.Features(ctx, s.handlerOf(sb)).RecursiveReadOnlyMounts,
 		ImageVolumes:       volumes,
+		AppArmorProfiles:   sysinfo.AppArmorProfiles(),
 	})
 	if err != nil {
 		return nil, err

@@ -53,6 +53,9 @@ type Input struct {
 	// RecursiveReadOnly says the runtime handler can make recursive
 	// read-only mounts ("rro").
 	RecursiveReadOnly bool
+	// AppArmorProfiles are the host's loaded AppArmor profiles; nil when
+	// the host has no AppArmor.
+	AppArmorProfiles map[string]bool
 	// ImageVolumes are, by index in Config.Mounts, the host directories the
 	// image volumes (Mount.image) bind: read-only views of their images.
 	ImageVolumes map[int]string
@@ -147,6 +150,9 @@ func Build(in Input) (*specs.Spec, error) {
 		s.Linux.ReadonlyPaths = rp
 	}
 	if err := applySeccomp(s, sc); err != nil {
+		return nil, err
+	}
+	if err := applyAppArmor(s, sc, in.AppArmorProfiles); err != nil {
 		return nil, err
 	}
 	if s.Linux.Devices, s.Linux.Resources.Devices, err = devices(cfg, sc.GetPrivileged()); err != nil {

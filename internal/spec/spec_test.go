@@ -221,3 +221,31 @@ func TestBuildMountsAndNamespaces(t *testing.T) {
 		t.Errorf("missing host path: err = %v", err)
 	}
 }
+
+func TestAppArmor(t *testing.T) {
+	localhost := &runtime.LinuxContainerSecurityContext{Apparmor: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: "mine"}}
+	deprecated := &runtime.LinuxContainerSecurityContext{ApparmorProfile: "localhost/mine"}
+	runtimeDefault := &runtime.LinuxContainerSecurityContext{Apparmor: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_RuntimeDefault}}
+	for _, tc := range []struct {
+		name    string
+		sc      *runtime.LinuxContainerSecurityContext
+		loaded  map[string]bool
+		want    string
+		wantErr bool
+	}{
+		{"nothing asked", nil, map[string]bool{"docker-default": true}, "", false},
+		{"runtime default without AppArmor", runtimeDefault, nil, "", false},
+		{"runtime default", runtimeDefault, map[string]bool{"docker-default": true}, "docker-default", false},
+		{"runtime default, none loaded", runtimeDefault, map[string]bool{}, "", true},
+		{"localhost", localhost, map[string]bool{"mine": true}, "mine", false},
+		{"deprecated localhost", deprecated, map[string]bool{"mine": true}, "mine", false},
+		{"localhost not loaded", localhost, map[string]bool{}, "", true},
+		{"localhost without AppArmor", localhost, nil, "", true},
+	} {
+		s := &specs.Spec{Process: &specs.Process{}}
+		err := applyAppArmor(s, tc.sc, tc.loaded)
+		if (err != nil) != tc.wantErr || s.Process.ApparmorProfile != tc.want || (err != nil && !errdefs.IsFailedPrecondition(err)) {
+			t.Errorf("%s: profile %q, %v; want %q (error %v)", tc.name, s.Process.ApparmorProfile, err, tc.want, tc.wantErr)
+		}
+	}
+}

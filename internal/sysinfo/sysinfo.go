@@ -88,3 +88,24 @@ func OOMScoreAdjFloor() (*int, error) {
 	}
 	return &own, nil
 }
+
+// AppArmorProfiles returns the loaded AppArmor profiles, or nil when the
+// host has no AppArmor (module absent or disabled).
+func AppArmorProfiles() map[string]bool {
+	enabled, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+	if err != nil || strings.TrimSpace(string(enabled)) != "Y" {
+		return nil
+	}
+	loaded := map[string]bool{}
+	b, err := os.ReadFile("/sys/kernel/security/apparmor/profiles")
+	if err != nil {
+		return loaded
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// "name (mode)"
+		if name, _, ok := strings.Cut(line, " ("); ok {
+			loaded[name] = true
+		}
+	}
+	return loaded
+}

@@ -516,3 +516,18 @@ devices:
 		t.Errorf("an undefined CDI device: %v, want NotFound naming it", err)
 	}
 }
+
+// TestAppArmorProfileRefusedWhenUnavailable: a Localhost AppArmor profile
+// the host cannot apply (no AppArmor here; or not loaded, on a host with
+// it) fails CreateContainer with FailedPrecondition naming the field,
+// rather than running the container unconfined.
+func TestAppArmorProfileRefusedWhenUnavailable(t *testing.T) {
+	p := newPodEnv(t)
+	pod, podCfg := p.runPod(t, "apparmor")
+	_, err := p.createWith(t, pod, podCfg, "confined", nil, &runtime.LinuxContainerSecurityContext{
+		Apparmor: &runtime.SecurityProfile{ProfileType: runtime.SecurityProfile_Localhost, LocalhostRef: "berth-e2e-no-such-profile"},
+	}, "true")
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "apparmor") {
+		t.Fatalf("an AppArmor profile that cannot be applied: %v, want FailedPrecondition", err)
+	}
+}
