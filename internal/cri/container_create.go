@@ -14,8 +14,8 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/spec"
-	"github.com/berth-cri/berth/internal/sysinfo"
 	"github.com/berth-cri/berth/internal/store"
+	"github.com/berth-cri/berth/internal/sysinfo"
 )
 
 // CreateContainer prepares a container in a ready pod: a writable snapshot
