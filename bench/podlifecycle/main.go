@@ -30,7 +30,11 @@ import (
 
 const busybox = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 
-var steps = []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"}
+var steps = []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox", hostNetStep}
+
+// hostNetStep is RunPodSandbox of a host-network pod: no CNI (containerd
+// still starts its pause container).
+const hostNetStep = "RunPodSandbox hostnet"
 
 func main() {
 	berth := flag.String("berth", "bin/berth", "berth binary")
@@ -111,6 +115,8 @@ func run(berthBin, testbin, containerdBin, cache string, iterations, parallel in
 	}
 	fmt.Println("  (container lifecycle = create + start + stop + remove, summed per iteration)")
 	fmt.Println("  both: CNI bridge/portmap/loopback; containerd also runs a pause container, berth pins namespaces instead")
+	fmt.Printf("  berth's RunPodSandbox without networking / containerd's with CNI: %.2f\n",
+		float64(percentile(targets[0].times[hostNetStep], 50))/float64(percentile(targets[1].times["RunPodSandbox"], 50)))
 	if parallel <= 0 {
 		return nil
 	}
@@ -292,7 +298,31 @@ func cycle(ctx context.Context, socket string, i int, times map[string][]time.Du
 			_, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: podID})
 			return err
 		}},
+		{hostNetStep, func() error {
+			hostCfg := &runtime.PodSandboxConfig{
+				Metadata: &runtime.PodSandboxMetadata{Name: fmt.Sprintf("bench-host-%d", i), Namespace: "bench", Uid: fmt.Sprintf("bench-host-%d", i)},
+				Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+					NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE},
+				}},
+			}
+			r, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: hostCfg})
+			podID = r.GetPodSandboxId()
+			return err
+		}},
+		{"", func() error { // cleanup, not timed
+			if _, err := rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+				return err
+			}
+			_, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: podID})
+			return err
+		}},
 	} {
+		if s.step == "" {
+			if err := s.f(); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := timed(s.step, s.f); err != nil {
 			return err
 		}
