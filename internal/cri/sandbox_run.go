@@ -151,7 +151,9 @@ func podNetwork(sb store.Sandbox, cfg *runtime.PodSandboxConfig) network.Pod {
 	}
 }
 
-// detachNetwork runs CNI DEL for an attached pod and records it.
+// detachNetwork runs CNI DEL for an attached pod. The caller records it
+// (NetworkAttached = false) with whatever else it changes, in one write;
+// CNI DEL is idempotent, so a crash before that write only repeats it.
 func (s *Service) detachNetwork(ctx context.Context, sb store.Sandbox) error {
 	if !sb.NetworkAttached {
 		return nil
@@ -168,11 +170,7 @@ func (s *Service) detachNetwork(ctx context.Context, sb store.Sandbox) error {
 		// IP either. Say so and go on.
 		s.logger.WarnContext(ctx, "pod network not detached: no CNI config", "id", sb.ID, "ips", sb.IPs)
 	}
-	_, err := s.store.Sandboxes.Update(sb.ID, func(sb store.Sandbox) (store.Sandbox, error) {
-		sb.NetworkAttached = false
-		return sb, nil
-	})
-	return err
+	return nil
 }
 
 func validatePodConfig(cfg *runtime.PodSandboxConfig) error {

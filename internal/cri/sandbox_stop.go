@@ -34,6 +34,7 @@ func (s *Service) StopPodSandbox(ctx context.Context, r *runtime.StopPodSandboxR
 	}
 	if _, err := s.store.Sandboxes.Update(sb.ID, func(sb store.Sandbox) (store.Sandbox, error) {
 		sb.Ready = false
+		sb.NetworkAttached = false
 		return sb, nil
 	}); err != nil && !errdefs.IsNotFound(err) {
 		return nil, err
