@@ -115,6 +115,10 @@ func (s *Service) watchPod(ctx context.Context, podID string) {
 		}
 		client := monitor.Client{Socket: sb.MonitorSocket}
 		err = client.Events(ctx, func() { s.reconcile(ctx, sb, client) }, func(ev api.Event) {
+			if ev.ID == sb.ID {
+				s.pauseExited(sb)
+				return
+			}
 			s.recordExit(ev.ID, ev.Exit, "", "")
 		})
 		if ctx.Err() != nil {
@@ -147,6 +151,9 @@ func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monito
 	for _, c := range states {
 		known[c.ID] = c
 	}
+	if pause, ok := known[sb.ID]; sb.PauseContainer && (!ok || !pause.Running) {
+		s.pauseExited(sb)
+	}
 	for _, c := range s.podContainers(sb.ID) {
 		if c.State() != store.ContainerRunning {
 			continue
@@ -163,6 +170,19 @@ func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monito
 		}
 		s.recordExit(c.ID, api.Exit{Code: 255, FinishedAt: time.Now().UTC()}, reasonExitUnknown,
 			"the monitor has no record of this container and it left no exit record")
+	}
+}
+
+// pauseExited marks a pod whose pause container is gone not ready, as
+// containerd and CRI-O do: in the classic mode the pod is its pause
+// container, and kubelet then recreates the pod.
+func (s *Service) pauseExited(sb store.Sandbox) {
+	s.exits.notify(sb.ID)
+	if _, err := s.store.Sandboxes.Update(sb.ID, func(sb store.Sandbox) (store.Sandbox, error) {
+		sb.Ready = false
+		return sb, nil
+	}); err != nil && !errdefs.IsNotFound(err) {
+		s.logger.Error("record pause container exit", "pod", sb.ID, "error", err)
 	}
 }
 

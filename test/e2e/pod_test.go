@@ -486,4 +486,26 @@ func TestPauseContainerMode(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(p.daemon.State, "pause")); len(entries) != 0 {
 		t.Errorf("pause bundles left: %v", entries)
 	}
+
+	// A pod whose pause container dies is not ready any more (kubelet
+	// recreates it), as with containerd.
+	second, _ := p.sharedPIDPod(t, "classic-2")
+	sb2, err := rt.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: second, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(verbosePids(t, sb2.Info).PausePid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := rt.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: second})
+		if err == nil && st.Status.State == runtime.PodSandboxState_SANDBOX_NOTREADY {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod still %v 10s after its pause container was killed (%v)", st.GetStatus().GetState(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
