@@ -30,6 +30,9 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if cfg.GetImage().GetImage() == "" {
 		return nil, fmt.Errorf("config.image.image must name an image: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := checkResources(cfg.GetLinux().GetResources(), "config.linux.resources"); err != nil {
+		return nil, err
+	}
 	sb, err := s.store.Sandboxes.Get(r.GetPodSandboxId())
 	if err != nil {
 		return nil, err

@@ -13,7 +13,20 @@ import (
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/spec"
 	"github.com/berth-cri/berth/internal/store"
+	"github.com/berth-cri/berth/internal/sysinfo"
 )
+
+// checkResources refuses what this host's cgroups cannot hold: unified
+// (cgroup v2) keys on a cgroup v1 host.
+func checkResources(res *runtime.LinuxContainerResources, field string) error {
+	if len(res.GetUnified()) == 0 {
+		return nil
+	}
+	if v, err := sysinfo.CgroupVersion(); err == nil && v != 2 {
+		return fmt.Errorf("%s.unified: cgroup v2 keys, but this host runs cgroup v%d: %w", field, v, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
 
 // UpdateContainerResources changes a container's CPU, memory, hugepage and
 // unified (cgroup v2) resources: on its cgroup through the runtime when it
@@ -24,6 +37,9 @@ func (s *Service) UpdateContainerResources(ctx context.Context, r *runtime.Updat
 	res := r.GetLinux()
 	if res == nil {
 		return nil, fmt.Errorf("linux resources must be set: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := checkResources(res, "linux"); err != nil {
+		return nil, err
 	}
 	c, err := s.store.Containers.Get(r.GetContainerId())
 	if err != nil {

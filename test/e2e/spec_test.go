@@ -531,3 +531,39 @@ func TestAppArmorProfileRefusedWhenUnavailable(t *testing.T) {
 		t.Fatalf("an AppArmor profile that cannot be applied: %v, want FailedPrecondition", err)
 	}
 }
+
+// TestHugepageLimitAndUnified: a hugepage limit reaches the container's
+// hugetlb cgroup; unified (cgroup v2) keys on this cgroup v1 host are
+// refused, naming the field.
+func TestHugepageLimitAndUnified(t *testing.T) {
+	p := newPodEnv(t)
+	pod, podCfg := p.runPod(t, "hugepages")
+	create := func(name string, res *runtime.LinuxContainerResources) (string, error) {
+		resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
+			PodSandboxId: pod, SandboxConfig: podCfg,
+			Config: &runtime.ContainerConfig{
+				Metadata: &runtime.ContainerMetadata{Name: name},
+				Image:    &runtime.ImageSpec{Image: busyboxImage},
+				Command:  []string{"sleep", "1000"},
+				Linux:    &runtime.LinuxContainerConfig{Resources: res},
+			},
+		})
+		return resp.GetContainerId(), err
+	}
+	ctr, err := create("huge", &runtime.LinuxContainerResources{HugepageLimits: []*runtime.HugepageLimit{{PageSize: "2MB", Limit: 4 << 20}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, ctr)
+	if got := readCgroupFile(t, "hugetlb", containerCgroup(t, p, ctr), "hugetlb.2MB.limit_in_bytes", "hugetlb.2MB.max"); got != fmt.Sprint(4<<20) {
+		t.Errorf("hugetlb 2MB limit = %s, want %d", got, 4<<20)
+	}
+	v2, _ := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	_, err = create("unified", &runtime.LinuxContainerResources{Unified: map[string]string{"memory.high": "100000000"}})
+	if v2 == nil && (status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "unified")) {
+		t.Errorf("unified keys on cgroup v1: %v, want InvalidArgument naming unified", err)
+	}
+	if v2 != nil && err != nil {
+		t.Errorf("unified keys on cgroup v2: %v", err)
+	}
+}
