@@ -80,7 +80,10 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}()
 	sb.Paths = store.SandboxPaths(paths)
 	if sb.Paths.NetNS != "" {
-		if sb.IPs, err = s.network.Setup(ctx, podNetwork(sb, cfg)); err != nil {
+		start := time.Now()
+		sb.IPs, err = s.network.Setup(ctx, podNetwork(sb, cfg))
+		s.logger.DebugContext(ctx, "cni add", "id", sb.ID, "duration", time.Since(start), "error", err)
+		if err != nil {
 			return nil, fmt.Errorf("pod network: %w", err)
 		}
 		sb.NetworkAttached = true
@@ -162,7 +165,10 @@ func (s *Service) detachNetwork(ctx context.Context, sb store.Sandbox) error {
 	if err := proto.Unmarshal(sb.Config, &cfg); err != nil {
 		return fmt.Errorf("decode config of pod %s: %w", sb.ID, err)
 	}
-	if err := s.network.Teardown(ctx, podNetwork(sb, &cfg)); err != nil {
+	start := time.Now()
+	err := s.network.Teardown(ctx, podNetwork(sb, &cfg))
+	s.logger.DebugContext(ctx, "cni del", "id", sb.ID, "duration", time.Since(start), "error", err)
+	if err != nil {
 		if !errors.Is(err, network.ErrNoConfig) {
 			return fmt.Errorf("detach pod %s from its network: %w", sb.ID, err)
 		}
