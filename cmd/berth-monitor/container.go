@@ -20,6 +20,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/cgroup"
 	"github.com/berth-cri/berth/internal/crilog"
 	"github.com/berth-cri/berth/internal/monitor/api"
 	"github.com/berth-cri/berth/internal/runclog"
@@ -40,8 +41,6 @@ type container struct {
 	// facts from the spec: with a PID namespace of its own, killing init
 	// kills every process, no runc kill --all needed.
 	facts bundleFacts
-	// released is closed once runc's state and cgroup are gone after exit.
-	released chan struct{}
 	// exited is closed once the exit is recorded and the output drained:
 	// attached clients have seen everything the container wrote.
 	exited chan struct{}
@@ -70,6 +69,9 @@ type monitor struct {
 	mu          sync.Mutex
 	containers  map[string]*container // guarded by mu
 	subscribers map[chan api.Event]bool
+	// releasing counts containers whose runtime state and cgroup are not
+	// yet deleted; Shutdown waits for it.
+	releasing sync.WaitGroup
 	pausePid    int // the shared PID namespace's init, 0 if none; guarded by mu
 	// pauseLifeline is the write end of the pause process's lifeline pipe;
 	// guarded by mu.
@@ -91,7 +93,6 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 		id:       req.ID,
 		bundle:   req.Bundle,
 		facts:    readBundleFacts(req.Bundle),
-		released: make(chan struct{}),
 		exited:   make(chan struct{}),
 		runc: &runc.Runc{
 			Command:   m.runcPath,
@@ -145,6 +146,7 @@ func (m *monitor) create(ctx context.Context, c *container, req api.Request) (in
 	c.pid = pid
 	// The process may have exited already: the reaper keeps that exit for
 	// this claim.
+	m.releasing.Add(1)
 	go m.waitExit(c, m.reaper.claim(pid))
 	return pid, nil
 }
@@ -266,9 +268,10 @@ func (m *monitor) copyOutput(c *container, stream string, frame byte, r io.Reade
 }
 
 // waitExit records the container's exit: drain its output, check for an
-// OOM kill, write the exit file, release runc's state and cgroup, and tell
-// subscribers.
+// OOM kill, write the exit file, tell subscribers, then release the
+// runtime's state and the cgroup. The caller has counted it in releasing.
 func (m *monitor) waitExit(c *container, exited chan runc.Exit) {
+	defer m.releasing.Done()
 	e := <-exited
 	drained := make(chan struct{})
 	go func() { c.output.Wait(); close(drained) }()
@@ -292,13 +295,27 @@ func (m *monitor) waitExit(c *container, exited chan runc.Exit) {
 	c.log.Close()
 	c.closeStdio()
 	m.logger.Info("container exited", "id", c.id, "code", exit.Code, "oom", exit.OOMKilled)
-	// The exit is durable now: report it before runc's cleanup, which the
-	// stopping client need not wait for. Delete waits for it instead.
+	// The exit is durable now: report it before the runtime's cleanup,
+	// which neither the stopping nor the removing client waits for;
+	// Shutdown does.
 	m.publish(api.Event{ID: c.id, Exit: exit})
-	if err := c.runc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true}); err != nil {
-		m.logger.Warn("runc delete after exit", "id", c.id, "error", err)
+	m.release(c)
+}
+
+// release deletes the exited container's runtime state and cgroup. The
+// runtime logs to the monitor's log here, not the bundle's: the daemon may
+// be removing the bundle meanwhile.
+func (m *monitor) release(c *container) {
+	rc := *c.runc
+	rc.Log = ""
+	if err := rc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true}); err != nil {
+		m.logger.Warn("runtime delete after exit", "id", c.id, "error", err)
 	}
-	close(c.released)
+	// The runtime gives up on a cgroup whose last task is still dying under
+	// load; finish its job rather than leak the cgroup.
+	if err := cgroup.Remove(c.facts.cgroupsPath); err != nil {
+		m.logger.Warn("container cgroup not removed", "id", c.id, "error", err)
+	}
 }
 
 func (m *monitor) publish(ev api.Event) {
@@ -365,11 +382,6 @@ func (m *monitor) delete(req api.Request) error {
 	}
 	if c.state().Running {
 		return fmt.Errorf("container %s is running", c.id)
-	}
-	select {
-	case <-c.released:
-	case <-time.After(time.Minute):
-		return fmt.Errorf("container %s: runc delete still running after a minute", c.id)
 	}
 	m.mu.Lock()
 	delete(m.containers, req.ID)

@@ -167,6 +167,8 @@ func (m *monitor) serve(conn net.Conn, shutdown func()) {
 	case api.OpShutdown:
 		if n := m.running(); n > 0 {
 			err = fmt.Errorf("%d containers still running", n)
+		} else if !waitTimeout(&m.releasing, time.Minute) {
+			err = errors.New("runtime deletes of exited containers still running after a minute")
 		} else {
 			m.stopPause()
 			defer shutdown()
@@ -178,6 +180,18 @@ func (m *monitor) serve(conn net.Conn, shutdown func()) {
 		resp.Error = err.Error()
 	}
 	_ = json.NewEncoder(conn).Encode(resp)
+}
+
+// waitTimeout waits for wg up to d and says whether it finished.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // streamEvents sends exit events until the daemon hangs up.

@@ -35,16 +35,20 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container) error 
 	if err := s.stopContainer(ctx, c, 0, syscall.SIGKILL); err != nil {
 		return err
 	}
+	// The monitor deletes the runtime's state and the cgroup after the
+	// exit (its Shutdown waits for that); without a monitor, it is ours.
+	monitorGone := true
 	if sb, err := s.store.Sandboxes.Get(c.SandboxID); err == nil {
 		err := monitor.Client{Socket: sb.MonitorSocket}.Delete(ctx, c.ID)
 		if err != nil && !errors.Is(err, monitor.ErrUnreachable) {
 			return err
 		}
+		monitorGone = err != nil
 	}
-	// runc delete (in the monitor) removes the cgroup, but gives up when a
-	// task is still dying under load; finish the job rather than leak it.
-	if err := cgroup.Remove(c.CgroupsPath); err != nil {
-		s.logger.WarnContext(ctx, "container cgroup not removed", "id", c.ID, "error", err)
+	if monitorGone {
+		if err := cgroup.Remove(c.CgroupsPath); err != nil {
+			s.logger.WarnContext(ctx, "container cgroup not removed", "id", c.ID, "error", err)
+		}
 	}
 	if err := s.cleanupBundle(ctx, c); err != nil {
 		return err
