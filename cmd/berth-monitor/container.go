@@ -72,7 +72,7 @@ type monitor struct {
 	// releasing counts containers whose runtime state and cgroup are not
 	// yet deleted; Shutdown waits for it.
 	releasing sync.WaitGroup
-	pausePid    int // the shared PID namespace's init, 0 if none; guarded by mu
+	pausePid  int // the shared PID namespace's init, 0 if none; guarded by mu
 	// pauseLifeline is the write end of the pause process's lifeline pipe;
 	// guarded by mu.
 	pauseLifeline *os.File
@@ -90,10 +90,10 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 		return 0, fmt.Errorf("container %s already started", req.ID)
 	}
 	c := &container{
-		id:       req.ID,
-		bundle:   req.Bundle,
-		facts:    readBundleFacts(req.Bundle),
-		exited:   make(chan struct{}),
+		id:     req.ID,
+		bundle: req.Bundle,
+		facts:  readBundleFacts(req.Bundle),
+		exited: make(chan struct{}),
 		runc: &runc.Runc{
 			Command:   m.runcPath,
 			Root:      m.runcRoot,
