@@ -78,13 +78,7 @@ func (p *podEnv) restart(t *testing.T) {
 	if err := p.daemon.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := e2eenv.Dial(p.daemon.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	p.runtime = runtime.NewRuntimeServiceClient(conn)
-	p.images = runtime.NewImageServiceClient(conn)
+	p.reconnect(t)
 }
 
 // removeAllPods leaves the host clean for the next test.
