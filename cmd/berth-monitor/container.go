@@ -238,17 +238,14 @@ func (p *stdioPipes) close() {
 // over on a console socket. The terminal's output is the container's
 // stdout; its input takes attached stdin.
 func (m *monitor) createWithTerminal(ctx context.Context, c *container, req api.Request, pidFile string) error {
-	sock, err := runc.NewTempConsoleSocket()
+	master, err := withTerminal(func(sock runc.ConsoleSocket) error {
+		if _, err := c.runc.Run(ctx, c.id, c.bundle, &runc.CreateOpts{ConsoleSocket: sock, PidFile: pidFile, Detach: true}); err != nil {
+			return fmt.Errorf("runc run: %s", runcError(c.runc.Log, err))
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("console socket: %w", err)
-	}
-	defer sock.Close()
-	if _, err := c.runc.Run(ctx, c.id, c.bundle, &runc.CreateOpts{ConsoleSocket: sock, PidFile: pidFile, Detach: true}); err != nil {
-		return fmt.Errorf("runc run: %s", runcError(c.runc.Log, err))
-	}
-	master, err := sock.ReceiveMaster()
-	if err != nil {
-		return fmt.Errorf("receive the container's terminal: %w", err)
+		return err
 	}
 	c.console = master
 	if req.Stdin {
@@ -257,6 +254,25 @@ func (m *monitor) createWithTerminal(ctx context.Context, c *container, req api.
 	c.output.Add(1)
 	go func() { defer c.output.Done(); m.copyOutput(c, crilog.Stdout, api.FrameStdout, master) }()
 	return nil
+}
+
+// withTerminal runs start, which starts a process with a pty, with the
+// console socket on which the runtime hands over the pty's master, and
+// returns that master. start's error is returned as it is.
+func withTerminal(start func(runc.ConsoleSocket) error) (console.Console, error) {
+	sock, err := runc.NewTempConsoleSocket()
+	if err != nil {
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	defer sock.Close()
+	if err := start(sock); err != nil {
+		return nil, err
+	}
+	master, err := sock.ReceiveMaster()
+	if err != nil {
+		return nil, fmt.Errorf("receive the terminal: %w", err)
+	}
+	return master, nil
 }
 
 // copyOutput writes what the container prints on r to its log and to the

@@ -127,18 +127,12 @@ func (x *execution) close() {
 }
 
 func (x *execution) startWithTerminal(ctx context.Context, c *container, proc specs.Process, fw *api.FrameWriter) error {
-	sock, err := runc.NewTempConsoleSocket()
+	master, err := withTerminal(func(sock runc.ConsoleSocket) error {
+		x.opts.ConsoleSocket = sock
+		return c.runc.Exec(ctx, c.id, proc, x.opts)
+	})
 	if err != nil {
-		return fmt.Errorf("console socket: %w", err)
-	}
-	defer sock.Close()
-	x.opts.ConsoleSocket = sock
-	if err := c.runc.Exec(ctx, c.id, proc, x.opts); err != nil {
 		return err
-	}
-	master, err := sock.ReceiveMaster()
-	if err != nil {
-		return fmt.Errorf("receive the exec's terminal: %w", err)
 	}
 	x.console = master
 	x.closers = append(x.closers, master)

@@ -112,15 +112,10 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		return nil, fmt.Errorf("encode config: %w", err)
 	}
 	ociSpec, err := spec.Build(spec.Input{
-		ID:     c.ID,
-		Config: cfg,
-		Image:  img.Config,
-		Pod: spec.Pod{
-			ID: sb.ID, Config: &podCfg,
-			NetNS: sb.Paths.NetNS, IPCNS: sb.Paths.IPCNS, UTSNS: sb.Paths.UTSNS, PIDNS: pidNS,
-			Hostname: sb.Paths.Hostname, Hosts: sb.Paths.Hosts, ResolvConf: sb.Paths.ResolvConf, Shm: sb.Paths.Shm,
-			CgroupParent: sb.CgroupParent,
-		},
+		ID:                 c.ID,
+		Config:             cfg,
+		Image:              img.Config,
+		Pod:                specPod(sb, &podCfg, pidNS),
 		Rootfs:             rootfs,
 		CgroupDriver:       s.cgroupDriver,
 		OOMScoreAdjFloor:   s.oomFloor,
@@ -148,6 +143,18 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	}
 	s.logger.InfoContext(ctx, "container created", "id", c.ID, "pod", sb.ID, "name", c.Metadata.Name, "image", img.ID)
 	return &runtime.CreateContainerResponse{ContainerId: c.ID}, nil
+}
+
+// specPod is what a container's spec takes from its pod: the pinned
+// namespaces (and the shared PID namespace, pidNS, if any), the /etc files,
+// /dev/shm and the cgroup parent.
+func specPod(sb store.Sandbox, cfg *runtime.PodSandboxConfig, pidNS string) spec.Pod {
+	return spec.Pod{
+		ID: sb.ID, Config: cfg,
+		NetNS: sb.Paths.NetNS, IPCNS: sb.Paths.IPCNS, UTSNS: sb.Paths.UTSNS, PIDNS: pidNS,
+		Hostname: sb.Paths.Hostname, Hosts: sb.Paths.Hosts, ResolvConf: sb.Paths.ResolvConf, Shm: sb.Paths.Shm,
+		CgroupParent: sb.CgroupParent,
+	}
 }
 
 // containerLogFile joins the pod's log directory and the container's

@@ -41,17 +41,9 @@ func (s *Service) monitorSocket(id string) string {
 	return filepath.Join(s.cfg.State, "mon", id[:16]+".sock")
 }
 
-// handlerOf is the RuntimeClass handler a pod runs on. A handler removed
-// from the config since the pod started is still found under its old
-// state directory, with the default handler's binary.
+// handlerOf is the RuntimeClass handler a pod runs on.
 func (s *Service) handlerOf(sb store.Sandbox) ociruntime.Handler {
-	h, err := s.handlers.Get(sb.RuntimeHandler)
-	if err != nil {
-		h = s.handlers.Default()
-		h.Name = sb.RuntimeHandler
-		h.Root = filepath.Join(s.cfg.State, "runtimes", sb.RuntimeHandler)
-	}
-	return h
+	return s.handlers.Recorded(sb.RuntimeHandler)
 }
 
 // exitWaiters lets StopContainer and RemoveContainer wait for the exit the

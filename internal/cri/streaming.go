@@ -100,7 +100,7 @@ func (rt streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io
 	if err != nil {
 		return err
 	}
-	code, err := rt.s.execInContainer(ctx, c, cmd, tty, streamStdio(ctx, in, out, errw, resize))
+	code, err := rt.s.execInContainer(ctx, c, cmd, tty, streamStdio(in, out, errw, resize))
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (rt streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out
 	if err != nil {
 		return fmt.Errorf("pod of container %s: %w", c.ID, err)
 	}
-	_, err = monitor.Client{Socket: sb.MonitorSocket}.Attach(ctx, c.ID, streamStdio(ctx, in, out, errw, resize))
+	_, err = monitor.Client{Socket: sb.MonitorSocket}.Attach(ctx, c.ID, streamStdio(in, out, errw, resize))
 	if ctx.Err() != nil {
 		return nil // the client detached
 	}
@@ -130,9 +130,9 @@ func (rt streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out
 }
 
 // streamStdio adapts the streaming server's streams to the monitor
-// client's. Terminal sizes are forwarded until ctx ends.
-func streamStdio(ctx context.Context, in io.Reader, out, errw io.WriteCloser, resize <-chan remotecommandserver.TerminalSize) monitor.Stdio {
-	var stdio monitor.Stdio
+// client's: the server's nil streams come as nil interfaces of its types.
+func streamStdio(in io.Reader, out, errw io.WriteCloser, resize <-chan remotecommandserver.TerminalSize) monitor.Stdio {
+	stdio := monitor.Stdio{Resize: resize}
 	if in != nil {
 		stdio.Stdin = in
 	}
@@ -141,28 +141,6 @@ func streamStdio(ctx context.Context, in io.Reader, out, errw io.WriteCloser, re
 	}
 	if errw != nil {
 		stdio.Stderr = errw
-	}
-	if resize != nil {
-		sizes := make(chan monitor.TermSize)
-		go func() {
-			defer close(sizes)
-			for {
-				select {
-				case sz, ok := <-resize:
-					if !ok {
-						return
-					}
-					select {
-					case sizes <- monitor.TermSize{Width: sz.Width, Height: sz.Height}:
-					case <-ctx.Done():
-						return
-					}
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-		stdio.Resize = sizes
 	}
 	return stdio
 }

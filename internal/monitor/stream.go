@@ -8,18 +8,17 @@ import (
 	"io"
 	"net"
 
+	remotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
+
 	"github.com/berth-cri/berth/internal/monitor/api"
 )
-
-// TermSize is a terminal's size in character cells.
-type TermSize struct{ Width, Height uint16 }
 
 // Stdio is the client side of an exec's or attach's streams. Nil streams
 // are not sent (Stdin) or discarded (Stdout, Stderr).
 type Stdio struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	Resize         <-chan TermSize
+	Resize         <-chan remotecommand.TerminalSize // a terminal's sizes, in cells
 }
 
 // Exec runs process (an OCI process spec; its Terminal field asks for a

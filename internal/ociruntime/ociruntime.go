@@ -38,6 +38,7 @@ type Features struct {
 // Set is the configured handlers. It is safe for concurrent use.
 type Set struct {
 	defaultName string
+	stateDir    string
 	handlers    map[string]Handler
 
 	mu       sync.Mutex
@@ -46,11 +47,26 @@ type Set struct {
 
 // NewSet builds the handlers of cfg, their state under stateDir.
 func NewSet(cfg config.Runtime, stateDir string) *Set {
-	s := &Set{defaultName: cfg.DefaultHandler, handlers: map[string]Handler{}, features: map[string]Features{}}
+	s := &Set{defaultName: cfg.DefaultHandler, stateDir: stateDir, handlers: map[string]Handler{}, features: map[string]Features{}}
 	for name, h := range cfg.Handlers {
-		s.handlers[name] = Handler{Name: name, Path: h.Path, Root: filepath.Join(stateDir, "runtimes", name)}
+		s.handlers[name] = Handler{Name: name, Path: h.Path, Root: s.root(name)}
 	}
 	return s
+}
+
+func (s *Set) root(name string) string { return filepath.Join(s.stateDir, "runtimes", name) }
+
+// Recorded is the handler of a pod that was started on name ("" is the
+// default): the configured one, or for a handler removed from the config
+// since, the default's binary on that handler's state directory, where the
+// pod's containers are.
+func (s *Set) Recorded(name string) Handler {
+	h, err := s.Get(name)
+	if err != nil {
+		h = s.Default()
+		h.Name, h.Root = name, s.root(name)
+	}
+	return h
 }
 
 // Default is the handler of pods that name none.

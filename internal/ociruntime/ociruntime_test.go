@@ -52,4 +52,12 @@ func TestGet(t *testing.T) {
 	if _, err := s.Get("kata"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf(`Get("kata") = %v, want InvalidArgument`, err)
 	}
+	// A pod started on a handler since removed from the config keeps its
+	// state directory and runs the default's binary.
+	if h := s.Recorded("gone"); h.Name != "gone" || h.Path != "runc" || h.Root != "/run/berth/runtimes/gone" {
+		t.Errorf(`Recorded("gone") = %+v`, h)
+	}
+	if h := s.Recorded("crun"); h.Path != "/usr/bin/crun" || h.Root != "/run/berth/runtimes/crun" {
+		t.Errorf(`Recorded("crun") = %+v`, h)
+	}
 }
