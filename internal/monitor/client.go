@@ -179,22 +179,34 @@ func (c Client) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// open dials the monitor and sends req, for an exchange that lasts: ctx
+// ending closes the connection (for an exec, that kills the process). done
+// releases it.
+func (c Client) open(ctx context.Context, req api.Request) (conn net.Conn, done func(), err error) {
+	var d net.Dialer
+	conn, err = d.DialContext(ctx, "unix", c.Socket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	done = func() { stop(); conn.Close() }
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("%w: send: %v", ErrUnreachable, err)
+	}
+	return conn, done, nil
+}
+
 // Events streams exit events to fn until ctx ends or the monitor goes
 // away; it returns ErrUnreachable in the latter case. subscribed, if not
 // nil, is called once the monitor has registered the subscription: no exit
 // after that moment is missed.
 func (c Client) Events(ctx context.Context, subscribed func(), fn func(api.Event)) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.Socket)
+	conn, done, err := c.open(ctx, api.Request{Op: api.OpEvents})
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return err
 	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	if err := json.NewEncoder(conn).Encode(api.Request{Op: api.OpEvents}); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnreachable, err)
-	}
+	defer done()
 	dec := json.NewDecoder(conn)
 	for {
 		var ev api.Event

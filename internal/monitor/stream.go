@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 
 	remotecommand "k8s.io/cri-streaming/pkg/streaming/remotecommand"
 
@@ -39,18 +38,12 @@ func (c Client) Attach(ctx context.Context, id string, stdio Stdio) (int32, erro
 }
 
 func (c Client) stream(ctx context.Context, req api.Request, stdio Stdio) (int32, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.Socket)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrUnreachable, err)
-	}
-	defer conn.Close()
 	// Hanging up is how the client stops: for an exec it kills the process.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return 0, fmt.Errorf("%w: send: %v", ErrUnreachable, err)
+	conn, hangUp, err := c.open(ctx, req)
+	if err != nil {
+		return 0, err
 	}
+	defer hangUp()
 	fw := api.NewFrameWriter(conn)
 	done := make(chan struct{})
 	defer close(done)
