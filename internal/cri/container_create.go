@@ -89,7 +89,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	}()
 
 	rootfs := filepath.Join(c.Bundle, "rootfs")
-	if err := os.MkdirAll(c.Bundle, 0o700); err != nil {
+	if err := os.MkdirAll(c.Bundle, 0o711); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -99,7 +99,8 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 			}
 		}
 	}()
-	if err := s.images.MountRootfs(ctx, c.SnapshotKey, img.ChainID.String(), rootfs); err != nil {
+	pod := specPod(sb, &podCfg, pidNS)
+	if err := s.images.MountRootfs(ctx, c.SnapshotKey, img.ChainID.String(), rootfs, pod.UIDs, pod.GIDs); err != nil {
 		return nil, err
 	}
 	volumes, err := s.mountImageVolumes(ctx, c, cfg.GetMounts())
@@ -115,7 +116,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		ID:                 c.ID,
 		Config:             cfg,
 		Image:              img.Config,
-		Pod:                specPod(sb, &podCfg, pidNS),
+		Pod:                pod,
 		Rootfs:             rootfs,
 		CgroupDriver:       s.cgroupDriver,
 		OOMScoreAdjFloor:   s.oomFloor,
@@ -149,12 +150,17 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 // namespaces (and the shared PID namespace, pidNS, if any), the /etc files,
 // /dev/shm and the cgroup parent.
 func specPod(sb store.Sandbox, cfg *runtime.PodSandboxConfig, pidNS string) spec.Pod {
-	return spec.Pod{
+	p := spec.Pod{
 		ID: sb.ID, Config: cfg,
 		NetNS: sb.Paths.NetNS, IPCNS: sb.Paths.IPCNS, UTSNS: sb.Paths.UTSNS, PIDNS: pidNS,
 		Hostname: sb.Paths.Hostname, Hosts: sb.Paths.Hosts, ResolvConf: sb.Paths.ResolvConf, Shm: sb.Paths.Shm,
 		CgroupParent: sb.CgroupParent,
 	}
+	if sb.Paths.UserNS != "" {
+		userns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
+		p.UserNS, p.UIDs, p.GIDs = sb.Paths.UserNS, spec.IDMaps(userns.GetUids()), spec.IDMaps(userns.GetGids())
+	}
+	return p
 }
 
 // containerLogFile joins the pod's log directory and the container's

@@ -53,7 +53,7 @@ func (s *Service) startPauseContainer(ctx context.Context, sb store.Sandbox, cfg
 	}
 	pc := s.pauseContainer(sb.ID)
 	rootfs := filepath.Join(pc.Bundle, "rootfs")
-	if err := os.MkdirAll(rootfs, 0o700); err != nil {
+	if err := os.MkdirAll(rootfs, 0o711); err != nil {
 		return 0, err
 	}
 	defer func() {
@@ -63,7 +63,8 @@ func (s *Service) startPauseContainer(ctx context.Context, sb store.Sandbox, cfg
 			}
 		}
 	}()
-	if err := s.images.MountRootfs(ctx, pc.SnapshotKey, img.ChainID.String(), rootfs); err != nil {
+	pod := specPod(sb, cfg, "")
+	if err := s.images.MountRootfs(ctx, pc.SnapshotKey, img.ChainID.String(), rootfs, pod.UIDs, pod.GIDs); err != nil {
 		return 0, err
 	}
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
@@ -87,7 +88,7 @@ func (s *Service) startPauseContainer(ctx context.Context, sb store.Sandbox, cfg
 			},
 		},
 		Image:              img.Config,
-		Pod:                specPod(sb, cfg, ""),
+		Pod:                pod,
 		Rootfs:             rootfs,
 		CgroupDriver:       s.cgroupDriver,
 		OOMScoreAdjFloor:   s.oomFloor,

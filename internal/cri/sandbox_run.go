@@ -119,7 +119,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		return nil, err
 	}
 	sb.MonitorPid = pid
-	if s.cfg.Runtime.PauseContainer {
+	sharedPID := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD
+	// The monitor's PID namespace init would belong to the host's user
+	// namespace, which a container in the pod's cannot join: a pod in a user
+	// namespace that shares its PID namespace gets a pause container, which
+	// the runtime starts inside the pod's user namespace.
+	if s.cfg.Runtime.PauseContainer || (sb.Paths.UserNS != "" && sharedPID) {
 		if sb.PausePid, err = s.startPauseContainer(ctx, sb, cfg); err != nil {
 			return nil, err
 		}
@@ -132,7 +137,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 				}
 			}
 		}()
-	} else if cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD {
+	} else if sharedPID {
 		if sb.PausePid, err = (monitor.Client{Socket: sb.MonitorSocket}).Pause(ctx); err != nil {
 			return nil, fmt.Errorf("start the pod's PID namespace init: %w", err)
 		}
@@ -196,7 +201,7 @@ func validatePodConfig(cfg *runtime.PodSandboxConfig) error {
 		return fmt.Errorf("config.log_directory %q must be an absolute path: %w", d, errdefs.ErrInvalidArgument)
 	}
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if err := checkUserns(ns.GetUsernsOptions()); err != nil {
+	if err := checkUserns(ns); err != nil {
 		return fmt.Errorf("config.linux.security_context.namespace_options.userns_options: %w", err)
 	}
 	for key := range cfg.GetLinux().GetSysctls() {
@@ -209,8 +214,11 @@ func validatePodConfig(cfg *runtime.PodSandboxConfig) error {
 
 // checkUserns accepts the host's user namespace (NODE, or nothing asked)
 // or one per pod (POD) with a single uid and a single gid mapping that
-// maps container ID 0, as kubelet asks for.
-func checkUserns(u *runtime.UserNamespace) error {
+// maps container ID 0, as kubelet asks for. A pod in its own user
+// namespace cannot use the host's network, IPC or PID namespace (kubelet
+// never asks for that: hostUsers false excludes them).
+func checkUserns(ns *runtime.NamespaceOption) error {
+	u := ns.GetUsernsOptions()
 	if u == nil {
 		return nil // unset is the host's (the mode's zero value is POD)
 	}
@@ -225,8 +233,17 @@ func checkUserns(u *runtime.UserNamespace) error {
 		if len(maps) != 1 {
 			return fmt.Errorf("%s: exactly one mapping, not %d: %w", kind, len(maps), errdefs.ErrInvalidArgument)
 		}
-		if m := maps[0]; m.GetContainerId() != 0 || m.GetLength() == 0 {
+		m := maps[0]
+		if m.GetContainerId() != 0 || m.GetLength() == 0 {
 			return fmt.Errorf("%s: the mapping must start at container ID 0 and not be empty: %w", kind, errdefs.ErrInvalidArgument)
+		}
+		if uint64(m.GetHostId())+uint64(m.GetLength()) > 1<<32-1 {
+			return fmt.Errorf("%s: host IDs %d..%d exceed the largest ID: %w", kind, m.GetHostId(), uint64(m.GetHostId())+uint64(m.GetLength())-1, errdefs.ErrInvalidArgument)
+		}
+	}
+	for kind, mode := range map[string]runtime.NamespaceMode{"network": ns.GetNetwork(), "ipc": ns.GetIpc(), "pid": ns.GetPid()} {
+		if mode == runtime.NamespaceMode_NODE {
+			return fmt.Errorf("a pod in its own user namespace cannot use the host's %s namespace: %w", kind, errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil

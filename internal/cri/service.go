@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sync"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
@@ -32,7 +33,7 @@ type images interface {
 	Get(ref string) (image.Image, error)
 	List() []image.Image
 	Remove(ctx context.Context, ref string) error
-	MountRootfs(ctx context.Context, key, chainID, target string) error
+	MountRootfs(ctx context.Context, key, chainID, target string, uids, gids []specs.LinuxIDMapping) error
 	MountView(ctx context.Context, key, chainID, target string) error
 	UnmountRootfs(ctx context.Context, key, target string) error
 	SnapshotterName() string

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -83,7 +84,7 @@ func (noImages) Get(ref string) (image.Image, error) {
 }
 func (noImages) List() []image.Image                  { return nil }
 func (noImages) Remove(context.Context, string) error { return nil }
-func (noImages) MountRootfs(context.Context, string, string, string) error {
+func (noImages) MountRootfs(context.Context, string, string, string, []specs.LinuxIDMapping, []specs.LinuxIDMapping) error {
 	return errdefs.ErrNotImplemented
 }
 func (noImages) MountView(context.Context, string, string, string) error {
@@ -385,9 +386,20 @@ func TestCheckUserns(t *testing.T) {
 		{"target", &runtime.UserNamespace{Mode: runtime.NamespaceMode_TARGET}, false},
 		{"two mappings", &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: append(one, one...), Gids: one}, false},
 		{"0 unmapped", &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: []*runtime.IDMapping{{ContainerId: 1, HostId: 1000, Length: 10}}, Gids: one}, false},
+		{"past the largest ID", &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: []*runtime.IDMapping{{HostId: 1 << 31, Length: 1 << 31}}, Gids: one}, false},
 	} {
-		if err := checkUserns(tc.u); (err == nil) != tc.ok || (err != nil && !errdefs.IsInvalidArgument(err)) {
+		if err := checkUserns(&runtime.NamespaceOption{UsernsOptions: tc.u}); (err == nil) != tc.ok || (err != nil && !errdefs.IsInvalidArgument(err)) {
 			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+	pod := &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: one, Gids: one}
+	for _, host := range []*runtime.NamespaceOption{
+		{UsernsOptions: pod, Network: runtime.NamespaceMode_NODE},
+		{UsernsOptions: pod, Ipc: runtime.NamespaceMode_NODE},
+		{UsernsOptions: pod, Pid: runtime.NamespaceMode_NODE},
+	} {
+		if err := checkUserns(host); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("user namespace with a host namespace %v: %v, want InvalidArgument", host, err)
 		}
 	}
 }

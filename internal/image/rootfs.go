@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // labelGCRoot keeps a container's writable snapshot (and through it the
@@ -20,25 +22,42 @@ const labelGCRoot = "containerd.io/gc.root"
 
 // MountRootfs prepares a writable snapshot named key on top of the image
 // chainID and mounts it at target. On failure nothing is left behind.
-func (s *Service) MountRootfs(ctx context.Context, key, chainID, target string) error {
-	return s.mountSnapshot(ctx, key, chainID, target, false)
+//
+// With uids and gids (a container in a user namespace), the image's layers
+// are mounted idmapped and the writable layer belongs to the namespace's
+// root, so the files' owners show inside as they are in the image.
+func (s *Service) MountRootfs(ctx context.Context, key, chainID, target string, uids, gids []specs.LinuxIDMapping) error {
+	labels := map[string]string{}
+	if len(uids) > 0 || len(gids) > 0 {
+		labels[snapshots.LabelSnapshotUIDMapping] = idMapLabel(uids)
+		labels[snapshots.LabelSnapshotGIDMapping] = idMapLabel(gids)
+	}
+	return s.mountSnapshot(ctx, key, chainID, target, false, labels)
+}
+
+// idMapLabel is the snapshotters' form of ID mappings: "ctr:host:size,…".
+func idMapLabel(maps []specs.LinuxIDMapping) string {
+	parts := make([]string, len(maps))
+	for i, m := range maps {
+		parts[i] = fmt.Sprintf("%d:%d:%d", m.ContainerID, m.HostID, m.Size)
+	}
+	return strings.Join(parts, ",")
 }
 
 // MountView mounts a read-only view of the image chainID at target, under
 // snapshot key (an image volume); UnmountRootfs undoes it.
 func (s *Service) MountView(ctx context.Context, key, chainID, target string) error {
-	return s.mountSnapshot(ctx, key, chainID, target, true)
+	return s.mountSnapshot(ctx, key, chainID, target, true, map[string]string{})
 }
 
-func (s *Service) mountSnapshot(ctx context.Context, key, chainID, target string, view bool) (retErr error) {
+func (s *Service) mountSnapshot(ctx context.Context, key, chainID, target string, view bool, labels map[string]string) (retErr error) {
 	ctx = namespaces.WithNamespace(ctx, namespace)
 	create := s.snapshot.Prepare
 	if view {
 		create = s.snapshot.View
 	}
-	mounts, err := create(ctx, key, chainID, snapshots.WithLabels(map[string]string{
-		labelGCRoot: time.Now().UTC().Format(time.RFC3339),
-	}))
+	labels[labelGCRoot] = time.Now().UTC().Format(time.RFC3339)
+	mounts, err := create(ctx, key, chainID, snapshots.WithLabels(labels))
 	if errdefs.IsAlreadyExists(err) {
 		// A retry after a crash between Prepare and the record: reuse it.
 		mounts, err = s.snapshot.Mounts(ctx, key)

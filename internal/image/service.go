@@ -101,7 +101,9 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	var sn snapshots.Snapshotter
 	switch opts.Snapshotter {
 	case "overlayfs":
-		sn, err = overlay.NewSnapshotter(snRoot)
+		// WithRemapIDs: rootfs snapshots of pods in user namespaces carry
+		// ID-mapping labels; their lower layers are mounted idmapped.
+		sn, err = overlay.NewSnapshotter(snRoot, overlay.WithRemapIDs)
 	case "native":
 		sn, err = native.NewSnapshotter(snRoot)
 	default:

@@ -10,13 +10,15 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/internal/spec"
 )
 
 // Paths are what a sandbox made; a container spec mounts and joins them.
 // A namespace path is "" where the pod uses the host's namespace.
 type Paths struct {
 	Dir                              string
-	NetNS, IPCNS, UTSNS              string
+	NetNS, IPCNS, UTSNS, UserNS      string
 	Hostname, Hosts, ResolvConf, Shm string
 }
 
@@ -75,7 +77,13 @@ func Create(s Spec) (p Paths, retErr error) {
 	if opts.GetIpc() != runtime.NamespaceMode_NODE {
 		pins[IPCNS] = nsFile(s.Dir, IPCNS)
 	}
-	if len(pins) > 0 {
+	switch userns := opts.GetUsernsOptions(); {
+	case userns != nil && userns.GetMode() == runtime.NamespaceMode_POD:
+		p.UserNS = nsFile(s.Dir, UserNS)
+		if err := pinInUserNamespace(pins, p.UserNS, spec.IDMaps(userns.GetUids()), spec.IDMaps(userns.GetGids()), hostname); err != nil {
+			return p, err
+		}
+	case len(pins) > 0:
 		if err := pinNamespaces(pins, hostname); err != nil {
 			return p, err
 		}
@@ -113,7 +121,7 @@ func Create(s Spec) (p Paths, retErr error) {
 // idempotent: a second call, or a call after a failed Create, succeeds.
 func Remove(dir string) error {
 	pins := map[string]string{}
-	for _, kind := range []string{NetNS, IPCNS, UTSNS} {
+	for _, kind := range []string{NetNS, IPCNS, UTSNS, UserNS} {
 		pins[kind] = nsFile(dir, kind)
 	}
 	errs := []error{unpinNamespaces(pins)}

@@ -27,6 +27,11 @@ type Pod struct {
 	// PIDNS is the pod's shared PID namespace ("" unless namespace_options.pid
 	// is POD).
 	PIDNS string
+	// UserNS is the pod's pinned user namespace ("" for the host's) and
+	// UIDs, GIDs its mappings: the pod's files and volumes are mounted
+	// idmapped with them, so their owners show inside as on the host.
+	UserNS     string
+	UIDs, GIDs []specs.LinuxIDMapping
 	// Files the sandbox wrote, bind-mounted into every container.
 	Hostname, Hosts, ResolvConf, Shm string
 	// CgroupParent is the pod's cgroup (cgroupfs path or systemd slice).
@@ -300,11 +305,15 @@ func allCapabilities() []string {
 	}
 }
 
-// namespaces places the container in its pod: the pod's pinned network, IPC
-// and UTS namespaces (or the host's), a PID namespace of its own unless the
+// namespaces places the container in its pod: the pod's pinned user,
+// network, IPC and UTS namespaces (or the host's), a PID namespace of its own unless the
 // pod shares one or uses the host's, and always its own mount namespace.
 func namespaces(pod Pod, opts *runtime.NamespaceOption) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if pod.UserNS != "" {
+		// Joined first by the runtime; the pod's other namespaces are its.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace, Path: pod.UserNS})
+	}
 	if pod.NetNS != "" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: pod.NetNS})
 	}
@@ -400,7 +409,7 @@ func mountList(in Input, privileged bool) ([]specs.Mount, error) {
 		{"/etc/hostname", in.Pod.Hostname}, {"/etc/hosts", in.Pod.Hosts}, {"/etc/resolv.conf", in.Pod.ResolvConf},
 	} {
 		if f.src != "" {
-			mounts = append(mounts, bind(f.dst, f.src, ro))
+			mounts = append(mounts, in.Pod.idmapped(bind(f.dst, f.src, ro)))
 		}
 	}
 	if in.Pod.Shm != "" {
@@ -421,7 +430,7 @@ func mountList(in Input, privileged bool) ([]specs.Mount, error) {
 			}
 			dst = filepath.Clean(dst)
 			mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == dst })
-			mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro"}})
+			mounts = append(mounts, in.Pod.idmapped(specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro"}}))
 			continue
 		}
 		if m.GetHostPath() == "" {
@@ -462,9 +471,37 @@ func mountList(in Input, privileged bool) ([]specs.Mount, error) {
 		default:
 			opts = append(opts, "rw")
 		}
-		dst = filepath.Clean(dst)
-		mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == dst })
-		mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts})
+		mnt := in.Pod.idmapped(specs.Mount{Destination: filepath.Clean(dst), Type: "bind", Source: src, Options: opts})
+		if len(m.GetUidMappings())+len(m.GetGidMappings()) > 0 {
+			if in.Pod.UserNS == "" {
+				return nil, fmt.Errorf("mounts[%d]: uid_mappings and gid_mappings need a pod in a user namespace: %w", i, errdefs.ErrInvalidArgument)
+			}
+			if len(m.GetUidMappings()) == 0 || len(m.GetGidMappings()) == 0 {
+				return nil, fmt.Errorf("mounts[%d]: an idmapped mount needs both uid_mappings and gid_mappings: %w", i, errdefs.ErrInvalidArgument)
+			}
+			mnt.UIDMappings, mnt.GIDMappings = IDMaps(m.GetUidMappings()), IDMaps(m.GetGidMappings())
+		}
+		mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == mnt.Destination })
+		mounts = append(mounts, mnt)
 	}
 	return mounts, nil
+}
+
+// idmapped makes a bind mount of a pod in a user namespace idmapped with
+// the pod's mappings (as KEP-127 asks of runtimes): files owned by the
+// host's root are the container's root's, not nobody's.
+func (p Pod) idmapped(m specs.Mount) specs.Mount {
+	if p.UserNS != "" {
+		m.UIDMappings, m.GIDMappings = p.UIDs, p.GIDs
+	}
+	return m
+}
+
+// IDMaps is the OCI form of CRI ID mappings.
+func IDMaps(maps []*runtime.IDMapping) []specs.LinuxIDMapping {
+	out := make([]specs.LinuxIDMapping, len(maps))
+	for i, m := range maps {
+		out[i] = specs.LinuxIDMapping{ContainerID: m.GetContainerId(), HostID: m.GetHostId(), Size: m.GetLength()}
+	}
+	return out
 }

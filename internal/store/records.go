@@ -44,6 +44,7 @@ type SandboxPaths struct {
 	NetNS      string `json:"netns,omitempty"`
 	IPCNS      string `json:"ipcns,omitempty"`
 	UTSNS      string `json:"utsns,omitempty"`
+	UserNS     string `json:"userns,omitempty"`
 	Hostname   string `json:"hostname,omitempty"`
 	Hosts      string `json:"hosts,omitempty"`
 	ResolvConf string `json:"resolv_conf,omitempty"`

@@ -167,6 +167,9 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	if err := traversable(o.Dir); err != nil {
+		return nil, err
+	}
 	bins := make([]string, len(o.CNIBinDirs))
 	for i, b := range o.CNIBinDirs {
 		bins[i] = fmt.Sprintf("%q", b)
@@ -184,6 +187,26 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// traversable lets every user search dir and its ancestors (o+x), as the
+// path to berth's state directory must be for pods in user namespaces: their
+// root is an unprivileged host user when the runtime reaches the rootfs.
+// Temporary directories are made 0700.
+func traversable(dir string) error {
+	for p := dir; p != "/"; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 != 0 {
+			continue
+		}
+		if err := os.Chmod(p, fi.Mode().Perm()|0o011); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (d *Daemon) start(ctx context.Context, binary string) error {
