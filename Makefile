@@ -12,7 +12,7 @@ RUN_FLAGS ?=
 # Where the e2e harness caches crictl, critest and Debian's busybox package.
 E2E_CACHE ?= /var/cache/berth-e2e
 
-.PHONY: all build deps run test lint unit e2e e2e-go conformance e2e-go-crun conformance-crun clean
+.PHONY: all build deps run test lint unit e2e e2e-go conformance e2e-go-crun conformance-crun conformance-upstream clean
 
 all: build
 
@@ -47,9 +47,11 @@ lint:
 unit:
 	$(GO) test -race -count=1 ./cmd/... ./internal/...
 
-# Everything end to end runs twice: pods on runc, then on crun (the two
-# RuntimeClass handlers berth ships configured).
-e2e: e2e-go conformance e2e-go-crun conformance-crun
+# Everything end to end runs twice: pods on runc, then on crun (Debian's
+# runtimes, the RuntimeClass handlers berth ships configured); critest runs
+# a third time on runc-upstream (a current runc, built by hack/install-deps.sh),
+# the handler for pods in user namespaces.
+e2e: e2e-go conformance e2e-go-crun conformance-crun conformance-upstream
 
 e2e-go: build bin/testbin
 	BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 ./test/e2e/...
@@ -62,6 +64,9 @@ conformance: build bin/testbin
 
 conformance-crun: build bin/testbin
 	$(GO) run ./test/e2e/conformance -berth bin/berth -testbin bin/testbin -cache $(E2E_CACHE) -handler crun -report-dir _output/critest-crun
+
+conformance-upstream: build bin/testbin
+	$(GO) run ./test/e2e/conformance -berth bin/berth -testbin bin/testbin -cache $(E2E_CACHE) -handler runc-upstream -report-dir _output/critest-runc-upstream
 
 clean:
 	rm -rf bin _output

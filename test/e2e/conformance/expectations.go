@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -14,38 +15,56 @@ import (
 //	# comment
 //	reason: not built yet: pod sandboxes (issue #4)
 //	<full spec name>
+//	reason(runc crun): the handler's runtime cannot …
 //	<full spec name>
 //
-// Every spec line belongs to the nearest "reason:" line above it.
+// Every spec line belongs to the nearest "reason" line above it. A reason
+// naming handlers in parentheses holds only for a run whose default handler
+// is one of them; its specs are left out of other runs' expectations.
 type expectations map[string]string
 
-func readExpectations(path string) (expectations, error) {
+func readExpectations(path, handler string) (expectations, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	exp := expectations{}
-	reason := ""
+	reason, applies := "", true
+	seen := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		switch {
 		case line == "" || strings.HasPrefix(line, "#"):
-		case strings.HasPrefix(line, "reason:"):
-			reason = strings.TrimSpace(strings.TrimPrefix(line, "reason:"))
-			if reason == "" {
+		case strings.HasPrefix(line, "reason"):
+			head, text, ok := strings.Cut(line, ":")
+			scope, scoped := strings.CutPrefix(head, "reason(")
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("%s:%d: want 'reason: …' or 'reason(handler …): …'", path, n)
+			case scoped && strings.HasSuffix(scope, ")"):
+				applies = slices.Contains(strings.Fields(strings.TrimSuffix(scope, ")")), handler)
+			case head == "reason":
+				applies = true
+			default:
+				return nil, fmt.Errorf("%s:%d: want 'reason: …' or 'reason(handler …): …'", path, n)
+			}
+			if reason = strings.TrimSpace(text); reason == "" {
 				return nil, fmt.Errorf("%s:%d: empty reason", path, n)
 			}
 		default:
 			if reason == "" {
-				return nil, fmt.Errorf("%s:%d: spec listed before any reason: line", path, n)
+				return nil, fmt.Errorf("%s:%d: spec listed before any reason line", path, n)
 			}
-			if _, dup := exp[line]; dup {
+			if seen[line] {
 				return nil, fmt.Errorf("%s:%d: spec listed twice: %s", path, n, line)
 			}
-			exp[line] = reason
+			seen[line] = true
+			if applies {
+				exp[line] = reason
+			}
 		}
 	}
 	return exp, sc.Err()

@@ -50,7 +50,7 @@ func main() {
 	flag.StringVar(&o.focus, "focus", "", "only run specs matching this regular expression (no expectations check)")
 	flag.StringVar(&o.skip, "skip", "", "skip specs matching this regular expression (no expectations check)")
 	flag.StringVar(&o.cniBinDirs, "cni-bin-dirs", "/usr/lib/cni", "CNI plugin directories, colon-separated")
-	flag.StringVar(&o.handler, "handler", "", "default RuntimeClass handler of the daemon (runc, crun; default $BERTH_E2E_HANDLER, else runc)")
+	flag.StringVar(&o.handler, "handler", "", "default RuntimeClass handler of the daemon (runc, crun, runc-upstream; default $BERTH_E2E_HANDLER, else runc)")
 	flag.StringVar(&o.runtimeConfig, "runtime-config", "", "TOML keys added to the daemon's [runtime] table, e.g. 'pause_container = true'")
 	flag.StringVar(&o.extraConfig, "extra-config", "", "TOML tables appended to the daemon's config")
 	flag.BoolVar(&o.printFailing, "print-failing", false, "print every spec that did not pass, for editing the expectations file")
@@ -72,7 +72,10 @@ func run(ctx context.Context, o options) error {
 		}
 		*p = abs
 	}
-	exp, err := readExpectations(o.expectations)
+	if o.handler == "" {
+		o.handler = e2eenv.DefaultHandler()
+	}
+	exp, err := readExpectations(o.expectations, o.handler)
 	if err != nil {
 		return err
 	}
