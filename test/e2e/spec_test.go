@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -156,14 +157,19 @@ func TestRuntimeHandlers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]bool{}
+	got, userns := map[string]bool{}, map[string]bool{}
 	for _, h := range st.RuntimeHandlers {
 		got[h.Name] = h.GetFeatures().GetRecursiveReadOnlyMounts()
+		userns[h.Name] = h.GetFeatures().GetUserNamespaces()
 	}
-	for _, name := range []string{"", "runc", "crun"} {
+	for _, name := range []string{"", "runc", "crun", "runc-upstream"} {
 		if rro, ok := got[name]; !ok || !rro {
 			t.Errorf("Status runtime_handlers: %q listed %v with recursive read-only mounts %v (all: %v)", name, ok, rro, got)
 		}
+	}
+	// Only the runc built from source makes idmapped mounts.
+	if want := map[string]bool{"": false, "runc": false, "crun": false, "runc-upstream": true}; !maps.Equal(userns, want) {
+		t.Errorf("Status runtime_handlers user_namespaces = %v, want %v", userns, want)
 	}
 
 	for _, handler := range []string{"runc", "crun"} {
@@ -193,8 +199,9 @@ func TestRuntimeHandlers(t *testing.T) {
 		t.Fatalf("RunPodSandbox with an unknown handler: %v, want InvalidArgument naming it", err)
 	}
 
-	// User namespaces: neither runtime here can make idmapped mounts, so a
-	// pod user namespace is refused as such, not run without one.
+	// User namespaces: Debian's runtimes cannot make idmapped mounts, so a
+	// pod user namespace on their handlers is refused as such, not run
+	// without one (TestUserNamespaces runs them on runc-upstream).
 	mapping := []*runtime.IDMapping{{ContainerId: 0, HostId: 100000, Length: 65536}}
 	for mode, want := range map[runtime.NamespaceMode]codes.Code{
 		runtime.NamespaceMode_POD:       codes.FailedPrecondition,
@@ -566,4 +573,99 @@ func TestHugepageLimitAndUnified(t *testing.T) {
 	if v2 != nil && err != nil {
 		t.Errorf("unified keys on cgroup v2: %v", err)
 	}
+}
+
+// TestUserNamespaces: pods in user namespaces of their own, on the
+// runc-upstream handler (a runc that makes idmapped mounts), with and
+// without a shared PID namespace. Inside, root is the mapping's first host
+// ID, the image's files and the volumes keep their owners (idmapped), the
+// pod has its hostname and network; on the host the processes and the
+// files they write belong to the mapped IDs. It all survives a daemon
+// SIGKILL, and removing the pods leaves nothing mounted.
+func TestUserNamespaces(t *testing.T) {
+	const pauseImage = "registry.k8s.io/pause:3.10" // shared PID in a user namespace needs it
+	p := newPodEnvWith(t, "", pauseImage)
+	const hostID = 200000
+	mapping := []*runtime.IDMapping{{ContainerId: 0, HostId: hostID, Length: 65536}}
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "from-host"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type podCtr struct{ pod, ctr, name string }
+	var made []podCtr
+	for _, pid := range []runtime.NamespaceMode{runtime.NamespaceMode_CONTAINER, runtime.NamespaceMode_POD} {
+		name := "userns-pid-" + strings.ToLower(pid.String())
+		nsOpts := &runtime.NamespaceOption{Pid: pid, UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: mapping, Gids: mapping}}
+		cfg := &runtime.PodSandboxConfig{
+			Metadata:     &runtime.PodSandboxMetadata{Name: name, Namespace: "e2e", Uid: name},
+			Hostname:     name,
+			LogDirectory: t.TempDir(),
+			Linux:        &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: nsOpts}},
+		}
+		pod, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "runc-upstream"})
+		if err != nil {
+			t.Fatalf("RunPodSandbox %s: %v", name, err)
+		}
+		ps, err := p.runtime.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: pod.PodSandboxId})
+		if err != nil || !strings.HasPrefix(ps.GetStatus().GetNetwork().GetIp(), "10.201.") {
+			t.Fatalf("%s: pod IP %q (%v), want one from the bridge network", name, ps.GetStatus().GetNetwork().GetIp(), err)
+		}
+		ctr, err := p.createWith(t, pod.PodSandboxId, cfg, "c", []*runtime.Mount{{ContainerPath: "/vol", HostPath: vol}},
+			&runtime.LinuxContainerSecurityContext{NamespaceOptions: nsOpts}, "sleep", "1000")
+		if err != nil {
+			t.Fatalf("CreateContainer in %s: %v", name, err)
+		}
+		p.start(t, ctr)
+		made = append(made, podCtr{pod.PodSandboxId, ctr, name})
+
+		for cmd, want := range map[string]string{
+			"cat /proc/self/uid_map /proc/self/gid_map | tr -s ' ' | sed 's/^ //'": "0 200000 65536\n0 200000 65536",
+			"id -u; id -g": "0\n0",
+			"stat -c %u:%g / /bin/busybox /etc/passwd /etc/hosts /vol/from-host": "0:0\n0:0\n0:0\n0:0\n0:0",
+			"hostname": name,
+			"cat /sys/class/net/lo/operstate; test -d /sys/class/net/eth0 && echo eth0": "unknown\neth0",
+			"touch /made-inside /vol/made-in-" + name + " && echo ok":                   "ok",
+		} {
+			if out, code := p.exec(t, ctr, "sh", "-c", cmd); code != 0 || strings.TrimSpace(out) != want {
+				t.Errorf("%s: %s: exit %d, output %q, want %q", name, cmd, code, out, want)
+			}
+		}
+		if pid == runtime.NamespaceMode_POD {
+			if out, _ := p.exec(t, ctr, "cat", "/proc/1/cmdline"); out != "/pause\x00" {
+				t.Errorf("%s: PID 1 of the shared PID namespace runs %q, want the pause container's /pause", name, out)
+			}
+		}
+		// On the host: the container's root is the first mapped ID; what it
+		// writes in its rootfs is that ID's, what it writes in an idmapped
+		// volume is the host's root's (the volume's owner).
+		proc := mainPid(t, p, ctr)
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", proc)); err != nil || !strings.Contains(string(st), fmt.Sprintf("\nUid:\t%d\t", hostID)) {
+			t.Errorf("%s: the container's process on the host is not uid %d: %v\n%s", name, hostID, err, st)
+		}
+		for path, uid := range map[string]int{
+			fmt.Sprintf("/proc/%d/root/made-inside", proc): hostID,
+			filepath.Join(vol, "made-in-"+name):            0,
+		} {
+			var st unix.Stat_t
+			if err := unix.Stat(path, &st); err != nil || int(st.Uid) != uid || int(st.Gid) != uid {
+				t.Errorf("%s: %s owned by %d:%d (%v), want %d:%d", name, path, st.Uid, st.Gid, err, uid, uid)
+			}
+		}
+	}
+
+	p.killAndRestart(t)
+	for _, m := range made {
+		if out, code := p.exec(t, m.ctr, "id", "-u"); code != 0 || strings.TrimSpace(out) != "0" {
+			t.Errorf("%s after a daemon SIGKILL: id -u = %q (exit %d)", m.name, out, code)
+		}
+	}
+
+	// Mappings on a volume need a pod in a user namespace.
+	plain, plainCfg := p.runPod(t, "no-userns")
+	_, err := p.createWith(t, plain, plainCfg, "c", []*runtime.Mount{{ContainerPath: "/vol", HostPath: vol, UidMappings: mapping, GidMappings: mapping}}, nil, "true")
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "mounts[0]") {
+		t.Errorf("idmapped volume in a pod without a user namespace: %v, want InvalidArgument naming mounts[0]", err)
+	}
+	// newPodEnv's cleanup removes the pods and checks that nothing (the
+	// pinned user namespaces included) stays mounted.
 }
