@@ -1,6 +1,7 @@
 // Package sandbox makes and unmakes what a pod sandbox owns on the host:
-// its network, IPC and UTS namespaces, pinned by bind mounts so that no
-// pause process is needed; its /etc/hostname, /etc/hosts and
+// its network, IPC and UTS namespaces (and, asked for, a user namespace
+// owning them), pinned by bind mounts so that no pause process is needed;
+// its /etc/hostname, /etc/hosts and
 // /etc/resolv.conf; and its /dev/shm.
 package sandbox
 
