@@ -103,7 +103,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err := s.images.MountRootfs(ctx, c.SnapshotKey, img.ChainID.String(), rootfs, pod.UIDs, pod.GIDs); err != nil {
 		return nil, err
 	}
-	volumes, err := s.mountImageVolumes(ctx, c, cfg.GetMounts())
+	volumes, err := s.mountImageVolumes(ctx, c, cfg.GetMounts(), pod.UIDs, pod.GIDs)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	securejoin "github.com/cyphar/filepath-securejoin"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/store"
@@ -28,7 +29,7 @@ func imageVolumeKey(containerID string, n int) string {
 // mountImageVolumes mounts the image volumes among mounts and returns, by
 // mount index, the host directory each binds (the view, or image_sub_path
 // in it). It records each volume's image ID in its ImageSpec.image_ref.
-func (s *Service) mountImageVolumes(ctx context.Context, c store.Container, mounts []*runtime.Mount) (map[int]string, error) {
+func (s *Service) mountImageVolumes(ctx context.Context, c store.Container, mounts []*runtime.Mount, uids, gids []specs.LinuxIDMapping) (map[int]string, error) {
 	out := map[int]string{}
 	for i, m := range mounts {
 		if m.GetImage() == nil {
@@ -56,7 +57,7 @@ func (s *Service) mountImageVolumes(ctx context.Context, c store.Container, moun
 			return nil, err
 		}
 		target := filepath.Join(c.Bundle, "volumes", strconv.Itoa(i))
-		if err := s.images.MountView(ctx, imageVolumeKey(c.ID, i), img.ChainID.String(), target); err != nil {
+		if err := s.images.MountView(ctx, imageVolumeKey(c.ID, i), img.ChainID.String(), target, uids, gids); err != nil {
 			return nil, fmt.Errorf("mounts[%d]: image volume %s: %w", i, ref, err)
 		}
 		m.Image.ImageRef = img.ID

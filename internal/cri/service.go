@@ -34,7 +34,7 @@ type images interface {
 	List() []image.Image
 	Remove(ctx context.Context, ref string) error
 	MountRootfs(ctx context.Context, key, chainID, target string, uids, gids []specs.LinuxIDMapping) error
-	MountView(ctx context.Context, key, chainID, target string) error
+	MountView(ctx context.Context, key, chainID, target string, uids, gids []specs.LinuxIDMapping) error
 	UnmountRootfs(ctx context.Context, key, target string) error
 	SnapshotterName() string
 	RootfsUsage(ctx context.Context, key string) (bytes, inodes uint64, err error)

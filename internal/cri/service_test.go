@@ -87,7 +87,7 @@ func (noImages) Remove(context.Context, string) error { return nil }
 func (noImages) MountRootfs(context.Context, string, string, string, []specs.LinuxIDMapping, []specs.LinuxIDMapping) error {
 	return errdefs.ErrNotImplemented
 }
-func (noImages) MountView(context.Context, string, string, string) error {
+func (noImages) MountView(context.Context, string, string, string, []specs.LinuxIDMapping, []specs.LinuxIDMapping) error {
 	return errdefs.ErrNotImplemented
 }
 func (noImages) UnmountRootfs(context.Context, string, string) error { return nil }

@@ -27,12 +27,14 @@ const labelGCRoot = "containerd.io/gc.root"
 // are mounted idmapped and the writable layer belongs to the namespace's
 // root, so the files' owners show inside as they are in the image.
 func (s *Service) MountRootfs(ctx context.Context, key, chainID, target string, uids, gids []specs.LinuxIDMapping) error {
-	labels := map[string]string{}
-	if len(uids) > 0 || len(gids) > 0 {
-		labels[snapshots.LabelSnapshotUIDMapping] = idMapLabel(uids)
-		labels[snapshots.LabelSnapshotGIDMapping] = idMapLabel(gids)
-	}
-	return s.mountSnapshot(ctx, key, chainID, target, false, labels)
+	return s.mountSnapshot(ctx, key, chainID, target, false, uids, gids)
+}
+
+// MountView mounts a read-only view of the image chainID at target, under
+// snapshot key (an image volume), idmapped like MountRootfs's with uids
+// and gids; UnmountRootfs undoes it.
+func (s *Service) MountView(ctx context.Context, key, chainID, target string, uids, gids []specs.LinuxIDMapping) error {
+	return s.mountSnapshot(ctx, key, chainID, target, true, uids, gids)
 }
 
 // idMapLabel is the snapshotters' form of ID mappings: "ctr:host:size,…".
@@ -44,19 +46,21 @@ func idMapLabel(maps []specs.LinuxIDMapping) string {
 	return strings.Join(parts, ",")
 }
 
-// MountView mounts a read-only view of the image chainID at target, under
-// snapshot key (an image volume); UnmountRootfs undoes it.
-func (s *Service) MountView(ctx context.Context, key, chainID, target string) error {
-	return s.mountSnapshot(ctx, key, chainID, target, true, map[string]string{})
-}
-
-func (s *Service) mountSnapshot(ctx context.Context, key, chainID, target string, view bool, labels map[string]string) (retErr error) {
+func (s *Service) mountSnapshot(ctx context.Context, key, chainID, target string, readonly bool, uids, gids []specs.LinuxIDMapping) (retErr error) {
 	ctx = namespaces.WithNamespace(ctx, namespace)
+	labels := map[string]string{labelGCRoot: time.Now().UTC().Format(time.RFC3339)}
+	idmapped := len(uids) > 0 || len(gids) > 0
+	if idmapped {
+		labels[snapshots.LabelSnapshotUIDMapping] = idMapLabel(uids)
+		labels[snapshots.LabelSnapshotGIDMapping] = idMapLabel(gids)
+	}
+	// An idmapped read-only view is an active snapshot mounted read-only:
+	// only an overlay mount gets idmapped layers (a view of one layer is a
+	// plain bind mount, and overlayfs itself cannot be idmapped).
 	create := s.snapshot.Prepare
-	if view {
+	if readonly && !idmapped {
 		create = s.snapshot.View
 	}
-	labels[labelGCRoot] = time.Now().UTC().Format(time.RFC3339)
 	mounts, err := create(ctx, key, chainID, snapshots.WithLabels(labels))
 	if errdefs.IsAlreadyExists(err) {
 		// A retry after a crash between Prepare and the record: reuse it.
@@ -70,6 +74,11 @@ func (s *Service) mountSnapshot(ctx context.Context, key, chainID, target string
 			_ = s.snapshot.Remove(context.WithoutCancel(ctx), key)
 		}
 	}()
+	if readonly && idmapped {
+		for i := range mounts {
+			mounts[i].Options = append(mounts[i].Options, "ro")
+		}
+	}
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return err
 	}

@@ -430,7 +430,8 @@ func mountList(in Input, privileged bool) ([]specs.Mount, error) {
 			}
 			dst = filepath.Clean(dst)
 			mounts = slices.DeleteFunc(mounts, func(x specs.Mount) bool { return x.Destination == dst })
-			mounts = append(mounts, in.Pod.idmapped(specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro"}}))
+			// Idmapped already, as the view's layers (see image.MountView).
+			mounts = append(mounts, specs.Mount{Destination: dst, Type: "bind", Source: src, Options: []string{"rbind", "rprivate", "ro"}})
 			continue
 		}
 		if m.GetHostPath() == "" {

@@ -578,7 +578,8 @@ func TestHugepageLimitAndUnified(t *testing.T) {
 // TestUserNamespaces: pods in user namespaces of their own, on the
 // runc-upstream handler (a runc that makes idmapped mounts), with and
 // without a shared PID namespace. Inside, root is the mapping's first host
-// ID, the image's files and the volumes keep their owners (idmapped), the
+// ID, the image's files, the volumes and image volumes keep their owners
+// (idmapped), the
 // pod has its hostname and network; on the host the processes and the
 // files they write belong to the mapped IDs. It all survives a daemon
 // SIGKILL, and removing the pods leaves nothing mounted.
@@ -610,7 +611,10 @@ func TestUserNamespaces(t *testing.T) {
 		if err != nil || !strings.HasPrefix(ps.GetStatus().GetNetwork().GetIp(), "10.201.") {
 			t.Fatalf("%s: pod IP %q (%v), want one from the bridge network", name, ps.GetStatus().GetNetwork().GetIp(), err)
 		}
-		ctr, err := p.createWith(t, pod.PodSandboxId, cfg, "c", []*runtime.Mount{{ContainerPath: "/vol", HostPath: vol}},
+		ctr, err := p.createWith(t, pod.PodSandboxId, cfg, "c", []*runtime.Mount{
+			{ContainerPath: "/vol", HostPath: vol},
+			{ContainerPath: "/img", Readonly: true, Image: &runtime.ImageSpec{Image: busyboxImage}},
+		},
 			&runtime.LinuxContainerSecurityContext{NamespaceOptions: nsOpts}, "sleep", "1000")
 		if err != nil {
 			t.Fatalf("CreateContainer in %s: %v", name, err)
@@ -621,7 +625,7 @@ func TestUserNamespaces(t *testing.T) {
 		for cmd, want := range map[string]string{
 			"cat /proc/self/uid_map /proc/self/gid_map | tr -s ' ' | sed 's/^ //'": "0 200000 65536\n0 200000 65536",
 			"id -u; id -g": "0\n0",
-			"stat -c %u:%g / /bin/busybox /etc/passwd /etc/hosts /vol/from-host": "0:0\n0:0\n0:0\n0:0\n0:0",
+			"stat -c %u:%g / /bin/busybox /etc/passwd /etc/hosts /vol/from-host /img/bin/busybox": "0:0\n0:0\n0:0\n0:0\n0:0\n0:0",
 			"hostname": name,
 			"cat /sys/class/net/lo/operstate; test -d /sys/class/net/eth0 && echo eth0": "unknown\neth0",
 			"touch /made-inside /vol/made-in-" + name + " && echo ok":                   "ok",
