@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -89,4 +90,73 @@ func TestHostNamespaces(t *testing.T) {
 	if b, _ := os.ReadFile(p.Hostname); string(b) != host+"\n" {
 		t.Errorf("host-network pod hostname = %q, want %q", b, host)
 	}
+}
+
+// TestUserNamespace: a pod user namespace carries its mappings and owns the
+// pod's network, IPC and UTS namespaces; Remove unpins all four.
+func TestUserNamespace(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "pod")
+	mapping := []*runtime.IDMapping{{ContainerId: 0, HostId: 300000, Length: 65536}}
+	p, err := Create(Spec{Dir: dir, Config: &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: "u"},
+		Hostname: "userns-0",
+		Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtime.NamespaceOption{UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: mapping, Gids: mapping}},
+		}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := countMounts(t, base); got != 5 {
+		t.Errorf("%d mounts under the pod dir, want 5 (user, net, ipc, uts, shm)", got)
+	}
+	for _, f := range []string{"uid_map", "gid_map"} {
+		out, err := exec.Command("nsenter", "--user="+p.UserNS, "cat", "/proc/self/"+f).Output()
+		if err != nil || strings.Join(strings.Fields(string(out)), " ") != "0 300000 65536" {
+			t.Errorf("%s in the pinned user namespace = %q, %v", f, out, err)
+		}
+	}
+	var user unix.Stat_t
+	if err := unix.Stat(p.UserNS, &user); err != nil {
+		t.Fatal(err)
+	}
+	for kind, path := range map[string]string{"net": p.NetNS, "ipc": p.IPCNS, "uts": p.UTSNS} {
+		if owner := ownerUserNS(t, path); owner != user.Ino {
+			t.Errorf("%s namespace owned by user namespace %d, want the pod's %d", kind, owner, user.Ino)
+		}
+	}
+	if out, err := exec.Command("nsenter", "--uts="+p.UTSNS, "hostname").Output(); err != nil || string(out) != "userns-0\n" {
+		t.Errorf("hostname in the pinned namespace = %q, %v", out, err)
+	}
+	if out, err := exec.Command("nsenter", "--net="+p.NetNS, "ip", "-o", "link", "show", "lo").Output(); err != nil || !strings.Contains(string(out), ",UP") {
+		t.Errorf("lo in the pinned netns: %q, %v", out, err)
+	}
+	if err := Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got := countMounts(t, base); got != 0 {
+		t.Errorf("%d mounts left after Remove", got)
+	}
+}
+
+// ownerUserNS is the inode of the user namespace that owns the namespace
+// pinned at path.
+func ownerUserNS(t *testing.T, path string) uint64 {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	owner, err := unix.IoctlRetInt(fd, unix.NS_GET_USERNS)
+	if err != nil {
+		t.Fatalf("NS_GET_USERNS %s: %v", path, err)
+	}
+	defer unix.Close(owner)
+	var st unix.Stat_t
+	if err := unix.Fstat(owner, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
 }
