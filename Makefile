@@ -48,9 +48,9 @@ unit:
 	$(GO) test -race -count=1 ./cmd/... ./internal/...
 
 # Everything end to end runs twice: pods on runc, then on crun (Debian's
-# runtimes, the RuntimeClass handlers berth ships configured); critest runs
-# a third time on runc-upstream (a current runc, built by hack/install-deps.sh),
-# the handler for pods in user namespaces.
+# runtimes, RuntimeClass handlers berth ships configured); critest runs a
+# third time on runc-upstream (a current runc, built by hack/install-deps.sh),
+# the runc that can run pods in user namespaces.
 e2e: e2e-go conformance e2e-go-crun conformance-crun conformance-upstream
 
 e2e-go: build bin/testbin

@@ -157,14 +157,17 @@ func probe(ctx context.Context, path string) (Features, error) {
 }
 
 // knownFeatures are the features of runtimes too old to report them, from
-// their `--version` output: crun makes "rro" mounts with mount_setattr
-// since 1.8 (Debian 12 ships 1.8.1).
+// their `--version` output: crun 1.8 (Debian 12 ships 1.8.1) makes "rro"
+// mounts with mount_setattr and idmapped bind mounts from a mount's
+// uidMappings/gidMappings, so it can run pods in user namespaces (the
+// e2e suite's TestUserNamespaces passes on it).
 func knownFeatures(version string) (Features, bool) {
 	var major, minor int
 	if _, err := fmt.Sscanf(version, "crun version %d.%d", &major, &minor); err != nil {
 		return Features{}, false
 	}
-	return Features{RecursiveReadOnlyMounts: major > 1 || (major == 1 && minor >= 8)}, true
+	since18 := major > 1 || (major == 1 && minor >= 8)
+	return Features{RecursiveReadOnlyMounts: since18, UserNamespaces: since18}, true
 }
 
 func parseReport(b []byte) (Features, error) {

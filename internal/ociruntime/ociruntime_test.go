@@ -30,10 +30,10 @@ func TestParseReport(t *testing.T) {
 }
 
 func TestKnownFeatures(t *testing.T) {
-	if f, ok := knownFeatures("crun version 1.8.1\ncommit: f8a096be\n"); !ok || !f.RecursiveReadOnlyMounts {
+	if f, ok := knownFeatures("crun version 1.8.1\ncommit: f8a096be\n"); !ok || !f.RecursiveReadOnlyMounts || !f.UserNamespaces {
 		t.Errorf("crun 1.8.1: %+v, %v", f, ok)
 	}
-	if f, ok := knownFeatures("crun version 1.4.5\n"); !ok || f.RecursiveReadOnlyMounts {
+	if f, ok := knownFeatures("crun version 1.4.5\n"); !ok || f.RecursiveReadOnlyMounts || f.UserNamespaces {
 		t.Errorf("crun 1.4.5: %+v, %v", f, ok)
 	}
 	if _, ok := knownFeatures("runc version 1.1.5\n"); ok {

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
 // createWith creates (not starts) a busybox container in pod with mounts
@@ -167,9 +169,12 @@ func TestRuntimeHandlers(t *testing.T) {
 			t.Errorf("Status runtime_handlers: %q listed %v with recursive read-only mounts %v (all: %v)", name, ok, rro, got)
 		}
 	}
-	// Only the runc built from source makes idmapped mounts.
-	if want := map[string]bool{"": false, "runc": false, "crun": false, "runc-upstream": true}; !maps.Equal(userns, want) {
-		t.Errorf("Status runtime_handlers user_namespaces = %v, want %v", userns, want)
+	// Debian's runc 1.1.5 makes no idmapped mounts; crun 1.8 and the runc
+	// built from source do.
+	wantUserns := map[string]bool{"runc": false, "crun": true, "runc-upstream": true}
+	wantUserns[""] = wantUserns[e2eenv.DefaultHandler()]
+	if !maps.Equal(userns, wantUserns) {
+		t.Errorf("Status runtime_handlers user_namespaces = %v, want %v", userns, wantUserns)
 	}
 
 	for _, handler := range []string{"runc", "crun"} {
@@ -199,9 +204,9 @@ func TestRuntimeHandlers(t *testing.T) {
 		t.Fatalf("RunPodSandbox with an unknown handler: %v, want InvalidArgument naming it", err)
 	}
 
-	// User namespaces: Debian's runtimes cannot make idmapped mounts, so a
-	// pod user namespace on their handlers is refused as such, not run
-	// without one (TestUserNamespaces runs them on runc-upstream).
+	// User namespaces: Debian's runc cannot make idmapped mounts, so a pod
+	// user namespace on its handler is refused as such, not run without one
+	// (TestUserNamespaces runs them on crun and runc-upstream).
 	mapping := []*runtime.IDMapping{{ContainerId: 0, HostId: 100000, Length: 65536}}
 	for mode, want := range map[runtime.NamespaceMode]codes.Code{
 		runtime.NamespaceMode_POD:       codes.FailedPrecondition,
@@ -213,7 +218,7 @@ func TestRuntimeHandlers(t *testing.T) {
 				UsernsOptions: &runtime.UserNamespace{Mode: mode, Uids: mapping, Gids: mapping},
 			}}},
 		}
-		_, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg})
+		_, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "runc"})
 		if status.Code(err) != want || !strings.Contains(err.Error(), "userns_options") {
 			t.Errorf("pod in a user namespace of mode %s: %v, want %s naming userns_options", mode, err, want)
 		}
@@ -575,9 +580,9 @@ func TestHugepageLimitAndUnified(t *testing.T) {
 	}
 }
 
-// TestUserNamespaces: pods in user namespaces of their own, on the
-// runc-upstream handler (a runc that makes idmapped mounts), with and
-// without a shared PID namespace. Inside, root is the mapping's first host
+// TestUserNamespaces: pods in user namespaces of their own, on the handlers
+// whose runtimes make idmapped mounts (crun 1.8 and the runc built from
+// source), with and without a shared PID namespace. Inside, root is the mapping's first host
 // ID, the image's files, the volumes and image volumes keep their owners
 // (idmapped), the
 // pod has its hostname and network; on the host the processes and the
@@ -594,8 +599,19 @@ func TestUserNamespaces(t *testing.T) {
 	}
 	type podCtr struct{ pod, ctr, name string }
 	var made []podCtr
-	for _, pid := range []runtime.NamespaceMode{runtime.NamespaceMode_CONTAINER, runtime.NamespaceMode_POD} {
-		name := "userns-pid-" + strings.ToLower(pid.String())
+	type podCase struct {
+		handler string
+		pid     runtime.NamespaceMode
+	}
+	var cases []podCase
+	for _, handler := range []string{"crun", "runc-upstream"} {
+		for _, pid := range []runtime.NamespaceMode{runtime.NamespaceMode_CONTAINER, runtime.NamespaceMode_POD} {
+			cases = append(cases, podCase{handler, pid})
+		}
+	}
+	for _, tc := range cases {
+		pid := tc.pid
+		name := tc.handler + "-pid-" + strings.ToLower(pid.String())
 		nsOpts := &runtime.NamespaceOption{Pid: pid, UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: mapping, Gids: mapping}}
 		cfg := &runtime.PodSandboxConfig{
 			Metadata:     &runtime.PodSandboxMetadata{Name: name, Namespace: "e2e", Uid: name},
@@ -603,7 +619,7 @@ func TestUserNamespaces(t *testing.T) {
 			LogDirectory: t.TempDir(),
 			Linux:        &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: nsOpts}},
 		}
-		pod, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "runc-upstream"})
+		pod, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: tc.handler})
 		if err != nil {
 			t.Fatalf("RunPodSandbox %s: %v", name, err)
 		}
