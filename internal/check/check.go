@@ -46,7 +46,11 @@ func Run(ctx context.Context, cfg config.Config) []Result {
 	slices.Sort(names[1:])
 	for _, name := range names {
 		path := cfg.Runtime.Handlers[name].Path
-		r := checkBinary(ctx, path, []string{"--version"}, "apt-get install "+filepath.Base(path))
+		fix := "apt-get install " + filepath.Base(path)
+		if filepath.IsAbs(path) {
+			fix = "install the runtime at " + path + " (make deps builds runc-upstream's)"
+		}
+		r := checkBinary(ctx, path, []string{"--version"}, fix)
 		r.Name = "handler " + name
 		results = append(results, r)
 	}

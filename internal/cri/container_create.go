@@ -124,6 +124,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		RecursiveReadOnly:  s.handlers.Features(ctx, s.handlerOf(sb)).RecursiveReadOnlyMounts,
 		ImageVolumes:       volumes,
 		AppArmorProfiles:   sysinfo.AppArmorProfiles(),
+		SELinux:            sysinfo.SELinuxEnabled(),
 	})
 	if err != nil {
 		return nil, err

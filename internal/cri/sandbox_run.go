@@ -19,7 +19,9 @@ import (
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/sandbox"
+	"github.com/berth-cri/berth/internal/spec"
 	"github.com/berth-cri/berth/internal/store"
+	"github.com/berth-cri/berth/internal/sysinfo"
 )
 
 // RunPodSandbox makes a pod: pinned namespaces, /etc files and /dev/shm,
@@ -201,6 +203,9 @@ func validatePodConfig(cfg *runtime.PodSandboxConfig) error {
 		return fmt.Errorf("config.log_directory %q must be an absolute path: %w", d, errdefs.ErrInvalidArgument)
 	}
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if err := spec.CheckSELinux("config.linux.security_context.selinux_options", cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(), sysinfo.SELinuxEnabled()); err != nil {
+		return err
+	}
 	if err := checkUserns(ns); err != nil {
 		return fmt.Errorf("config.linux.security_context.namespace_options.userns_options: %w", err)
 	}

@@ -61,6 +61,8 @@ type Input struct {
 	// AppArmorProfiles are the host's loaded AppArmor profiles; nil when
 	// the host has no AppArmor.
 	AppArmorProfiles map[string]bool
+	// SELinux says the host runs SELinux (see CheckSELinux).
+	SELinux bool
 	// ImageVolumes are, by index in Config.Mounts, the host directories the
 	// image volumes (Mount.image) bind: read-only views of their images.
 	ImageVolumes map[int]string
@@ -158,6 +160,9 @@ func Build(in Input) (*specs.Spec, error) {
 		return nil, err
 	}
 	if err := applyAppArmor(s, sc, in.AppArmorProfiles); err != nil {
+		return nil, err
+	}
+	if err := CheckSELinux("linux.security_context.selinux_options", sc.GetSelinuxOptions(), in.SELinux); err != nil {
 		return nil, err
 	}
 	if s.Linux.Devices, s.Linux.Resources.Devices, err = devices(cfg, sc.GetPrivileged()); err != nil {

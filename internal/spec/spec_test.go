@@ -249,3 +249,16 @@ func TestAppArmor(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckSELinux(t *testing.T) {
+	level := &runtime.SELinuxOption{Level: "s0:c1,c2"}
+	if err := CheckSELinux("f", level, false); err != nil {
+		t.Errorf("options on a host without SELinux: %v, want them ignored", err)
+	}
+	if err := CheckSELinux("f", &runtime.SELinuxOption{}, true); err != nil {
+		t.Errorf("empty options on an SELinux host: %v", err)
+	}
+	if err := CheckSELinux("linux.security_context.selinux_options", level, true); !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "selinux_options") {
+		t.Errorf("a label on an SELinux host: %v, want FailedPrecondition naming the field", err)
+	}
+}

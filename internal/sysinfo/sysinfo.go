@@ -109,3 +109,9 @@ func AppArmorProfiles() map[string]bool {
 	}
 	return loaded
 }
+
+// SELinuxEnabled says whether the host runs SELinux (selinuxfs is mounted).
+func SELinuxEnabled() bool {
+	_, err := os.Stat("/sys/fs/selinux/enforce")
+	return err == nil
+}
