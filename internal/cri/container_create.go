@@ -48,6 +48,11 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if sb.PausePid > 0 && podCfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD {
 		pidNS = fmt.Sprintf("/proc/%d/ns/pid", sb.PausePid)
 	}
+	if opts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); opts.GetPid() == runtime.NamespaceMode_TARGET {
+		if pidNS, err = s.targetPIDNamespace(sb.ID, opts.GetTargetId()); err != nil {
+			return nil, err
+		}
+	}
 	img, err := s.images.Get(cfg.GetImage().GetImage())
 	if errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("image %q is not present: pull it first: %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound)
@@ -145,6 +150,30 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	}
 	s.logger.InfoContext(ctx, "container created", "id", c.ID, "pod", sb.ID, "name", c.Metadata.Name, "image", img.ID)
 	return &runtime.CreateContainerResponse{ContainerId: c.ID}, nil
+}
+
+// targetPIDNamespace is the PID namespace of container id, which a container
+// with PID namespace mode TARGET joins (an ephemeral debug container
+// looking at its target's processes): a running container of the same pod.
+func (s *Service) targetPIDNamespace(podID, id string) (string, error) {
+	const field = "config.linux.security_context.namespace_options.target_id"
+	if id == "" {
+		return "", fmt.Errorf("%s must name a container when pid is TARGET: %w", field, errdefs.ErrInvalidArgument)
+	}
+	t, err := s.store.Containers.Get(id)
+	if errdefs.IsNotFound(err) {
+		return "", fmt.Errorf("%s: container %q not found: %w", field, id, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return "", err
+	}
+	if t.SandboxID != podID {
+		return "", fmt.Errorf("%s: container %s is in another pod: %w", field, t.ID, errdefs.ErrInvalidArgument)
+	}
+	if t.State() != store.ContainerRunning || t.Pid <= 0 {
+		return "", fmt.Errorf("%s: container %s is not running: %w", field, t.ID, errdefs.ErrFailedPrecondition)
+	}
+	return fmt.Sprintf("/proc/%d/ns/pid", t.Pid), nil
 }
 
 // specPod is what a container's spec takes from its pod: the pinned

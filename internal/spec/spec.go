@@ -24,8 +24,8 @@ type Pod struct {
 	// Namespace files pinned by the sandbox ("" where the pod uses the
 	// host's namespace).
 	NetNS, IPCNS, UTSNS string
-	// PIDNS is the pod's shared PID namespace ("" unless namespace_options.pid
-	// is POD).
+	// PIDNS is the PID namespace to join: the pod's shared one when
+	// namespace_options.pid is POD, the target container's when TARGET.
 	PIDNS string
 	// UserNS is the pod's pinned user namespace ("" for the host's) and
 	// UIDs, GIDs its mappings: the pod's files and volumes are mounted
@@ -279,7 +279,25 @@ func capabilities(sc *runtime.LinuxContainerSecurityContext, bounding uint64) (*
 			set = slices.DeleteFunc(set, func(s string) bool { return s == name })
 		}
 	}
-	return &specs.LinuxCapabilities{Bounding: set, Effective: set, Permitted: set}, nil
+	// Ambient capabilities survive the exec of a non-root process; the
+	// kernel keeps only those also permitted and inheritable.
+	var ambient []string
+	for _, c := range sc.GetCapabilities().GetAddAmbientCapabilities() {
+		name, err := capName(c)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(all, name) {
+			return nil, fmt.Errorf("linux.security_context.capabilities.add_ambient_capabilities: %s is outside berth's own bounding set, so no container can have it: %w", name, errdefs.ErrFailedPrecondition)
+		}
+		if !slices.Contains(set, name) {
+			set = append(set, name)
+		}
+		if !slices.Contains(ambient, name) {
+			ambient = append(ambient, name)
+		}
+	}
+	return &specs.LinuxCapabilities{Bounding: set, Effective: set, Permitted: set, Inheritable: ambient, Ambient: ambient}, nil
 }
 
 func isAll(c string) bool { return strings.EqualFold(c, "ALL") }
@@ -311,8 +329,9 @@ func allCapabilities() []string {
 }
 
 // namespaces places the container in its pod: the pod's pinned user,
-// network, IPC and UTS namespaces (or the host's), a PID namespace of its own unless the
-// pod shares one or uses the host's, and always its own mount namespace.
+// network, IPC and UTS namespaces (or the host's), a PID namespace of its
+// own unless the pod shares one, it joins another container's (TARGET) or
+// it uses the host's, and always its own mount namespace.
 func namespaces(pod Pod, opts *runtime.NamespaceOption) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	if pod.UserNS != "" {
@@ -330,7 +349,7 @@ func namespaces(pod Pod, opts *runtime.NamespaceOption) []specs.LinuxNamespace {
 	}
 	switch opts.GetPid() {
 	case runtime.NamespaceMode_NODE:
-	case runtime.NamespaceMode_POD:
+	case runtime.NamespaceMode_POD, runtime.NamespaceMode_TARGET:
 		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace, Path: pod.PIDNS})
 	default:
 		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})

@@ -262,3 +262,21 @@ func TestCheckSELinux(t *testing.T) {
 		t.Errorf("a label on an SELinux host: %v, want FailedPrecondition naming the field", err)
 	}
 }
+
+func TestAmbientCapabilities(t *testing.T) {
+	c, err := capabilities(&runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{
+		DropCapabilities: []string{"ALL"}, AddAmbientCapabilities: []string{"net_bind_service", "CAP_NET_BIND_SERVICE"},
+	}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"CAP_NET_BIND_SERVICE"}
+	for name, got := range map[string][]string{"bounding": c.Bounding, "effective": c.Effective, "permitted": c.Permitted, "inheritable": c.Inheritable, "ambient": c.Ambient} {
+		if !slices.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if _, err := capabilities(&runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{AddAmbientCapabilities: []string{"ALL"}}}, 0); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ambient ALL: %v, want InvalidArgument", err)
+	}
+}

@@ -689,3 +689,80 @@ func TestUserNamespaces(t *testing.T) {
 	// newPodEnv's cleanup removes the pods and checks that nothing (the
 	// pinned user namespaces included) stays mounted.
 }
+
+// TestTargetPIDNamespaceAndAmbientCapabilities: a container whose PID
+// namespace is TARGET sees its target's processes (PID 1 is the target's
+// command), as ephemeral debug containers need; bad targets get clear
+// codes. A non-root process keeps an ambient capability, and only it.
+func TestTargetPIDNamespaceAndAmbientCapabilities(t *testing.T) {
+	p := newPodEnv(t)
+	// Every container in a PID namespace of its own, kubelet's default.
+	own := &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER}
+	podCfg := &runtime.PodSandboxConfig{
+		Metadata:     &runtime.PodSandboxMetadata{Name: "debug-target", Namespace: "e2e", Uid: "debug-target"},
+		LogDirectory: t.TempDir(),
+		Linux:        &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: own}},
+	}
+	resp, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := resp.PodSandboxId
+	ownPID := &runtime.LinuxContainerSecurityContext{NamespaceOptions: own}
+	target, err := p.createWith(t, pod, podCfg, "app", nil, ownPID, "sleep", "1001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target2, err := p.createWith(t, pod, podCfg, "not-started", nil, ownPID, "sleep", "1002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, target)
+	targetOpts := func(id string) *runtime.LinuxContainerSecurityContext {
+		return &runtime.LinuxContainerSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_TARGET, TargetId: id}}
+	}
+	debug, err := p.createWith(t, pod, podCfg, "debugger", nil, targetOpts(target), "sleep", "1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, debug)
+	if out, code := p.exec(t, debug, "cat", "/proc/1/cmdline"); code != 0 || out != "sleep\x001001\x00" {
+		t.Errorf("PID 1 seen by the debug container: %q (exit %d), want the target's sleep 1001", out, code)
+	}
+	other, otherCfg := p.runPod(t, "other-pod")
+	stranger := p.createContainer(t, other, otherCfg, "stranger", "sleep", "1000")
+	p.start(t, stranger)
+	for id, want := range map[string]codes.Code{
+		"":            codes.InvalidArgument,
+		"no-such-ctr": codes.NotFound,
+		target2:       codes.FailedPrecondition,
+		stranger:      codes.InvalidArgument,
+	} {
+		_, err := p.createWith(t, pod, podCfg, "bad-target", nil, targetOpts(id), "true")
+		if status.Code(err) != want || !strings.Contains(err.Error(), "target_id") {
+			t.Errorf("target %q: %v, want %s naming target_id", id, err, want)
+		}
+	}
+
+	uid := &runtime.Int64Value{Value: 1000}
+	for name, tc := range map[string]struct {
+		caps             *runtime.Capability
+		wantEff, wantAmb string
+	}{
+		"ambient": {&runtime.Capability{AddAmbientCapabilities: []string{"NET_BIND_SERVICE"}}, "0000000000000400", "0000000000000400"},
+		"plain":   {nil, "0000000000000000", "0000000000000000"},
+	} {
+		ctr, err := p.createWith(t, pod, podCfg, "caps-"+name, nil, &runtime.LinuxContainerSecurityContext{RunAsUser: uid, Capabilities: tc.caps, NamespaceOptions: own}, "sleep", "1000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.start(t, ctr)
+		out, code := p.exec(t, ctr, "grep", "-E", "^Cap(Eff|Amb)", "/proc/1/status")
+		if want := fmt.Sprintf("CapEff:\t%s\nCapAmb:\t%s\n", tc.wantEff, tc.wantAmb); code != 0 || out != want {
+			t.Errorf("%s: uid 1000's capabilities %q (exit %d), want %q", name, out, code, want)
+		}
+	}
+	if _, err := p.createWith(t, pod, podCfg, "bogus-ambient", nil, &runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{AddAmbientCapabilities: []string{"NOT_A_CAP"}}}, "true"); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("unknown ambient capability: %v, want InvalidArgument", err)
+	}
+}
