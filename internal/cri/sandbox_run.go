@@ -155,9 +155,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 
 // podNetwork is what CNI is told about a pod.
 func podNetwork(sb store.Sandbox, cfg *runtime.PodSandboxConfig) network.Pod {
+	// Checked by validatePodConfig before the pod was made.
+	bw, _ := network.Bandwidth(cfg.GetAnnotations())
 	return network.Pod{
 		ID: sb.ID, Name: sb.Metadata.Name, Namespace: sb.Metadata.Namespace, UID: sb.Metadata.UID,
-		NetNS: sb.Paths.NetNS, Ports: cfg.GetPortMappings(), DNS: cfg.GetDnsConfig(),
+		NetNS: sb.Paths.NetNS, Ports: cfg.GetPortMappings(), DNS: cfg.GetDnsConfig(), Bandwidth: bw,
 	}
 }
 
@@ -203,6 +205,9 @@ func validatePodConfig(cfg *runtime.PodSandboxConfig) error {
 		return fmt.Errorf("config.log_directory %q must be an absolute path: %w", d, errdefs.ErrInvalidArgument)
 	}
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if _, err := network.Bandwidth(cfg.GetAnnotations()); err != nil {
+		return fmt.Errorf("config.annotations: %w", err)
+	}
 	if err := spec.CheckSELinux("config.linux.security_context.selinux_options", cfg.GetLinux().GetSecurityContext().GetSelinuxOptions(), sysinfo.SELinuxEnabled()); err != nil {
 		return err
 	}

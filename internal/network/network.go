@@ -31,6 +31,8 @@ type Pod struct {
 	NetNS string
 	Ports []*runtime.PortMapping
 	DNS   *runtime.DNSConfig
+	// Bandwidth is the pod's traffic shaping (see Bandwidth), nil for none.
+	Bandwidth *gocni.BandWidth
 }
 
 // Manager runs CNI for pods. Safe for concurrent use.
@@ -173,6 +175,9 @@ func (p Pod) opts() []gocni.NamespaceOpts {
 	opts = append(opts, gocni.WithCapabilityPortMap(ports))
 	if d := p.DNS; d != nil {
 		opts = append(opts, gocni.WithCapabilityDNS(gocni.DNS{Servers: d.GetServers(), Searches: d.GetSearches(), Options: d.GetOptions()}))
+	}
+	if p.Bandwidth != nil {
+		opts = append(opts, gocni.WithCapabilityBandWidth(*p.Bandwidth))
 	}
 	return opts
 }

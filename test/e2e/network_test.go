@@ -9,10 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
@@ -285,5 +288,73 @@ func TestPodNetworkStatsAndMetrics(t *testing.T) {
 	}
 	if values["container_network_transmit_packets_total/eth0"] == 0 || values["container_memory_usage_bytes"] == 0 || values["container_threads"] == 0 {
 		t.Errorf("metrics without the pod's traffic or the container's use: %v", values)
+	}
+}
+
+// tbfRates lists the token-bucket rates shaping host devices ("1Mbit"…).
+func tbfRates(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("tc", "qdisc", "show").Output()
+	if err != nil {
+		t.Fatalf("tc qdisc show: %v", err)
+	}
+	var rates []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == "tbf" {
+			if i := slices.Index(f, "rate"); i >= 0 && i+1 < len(f) {
+				rates = append(rates, f[i+1])
+			}
+		}
+	}
+	slices.Sort(rates)
+	return rates
+}
+
+// TestPodBandwidth: with the bandwidth plugin in the CNI config, a pod's
+// kubernetes.io/ingress-bandwidth and egress-bandwidth annotations shape
+// its traffic (token buckets at those rates on the host) until the pod is
+// stopped; a malformed annotation is refused naming it.
+func TestPodBandwidth(t *testing.T) {
+	dir := t.TempDir()
+	netd := filepath.Join(dir, "net.d")
+	if err := os.MkdirAll(netd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const conflist = `{"cniVersion": "1.0.0", "name": "berth-bw", "plugins": [
+	  {"type": "bridge", "bridge": "berth-bw0", "isGateway": true, "ipMasq": true,
+	   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.203.0.0/16"}]]}},
+	  {"type": "bandwidth", "capabilities": {"bandwidth": true}}]}`
+	if err := os.WriteFile(filepath.Join(netd, "10-bw.conflist"), []byte(conflist), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, e2eenv.DaemonOptions{Dir: dir, CNIConfDir: netd})
+	t.Cleanup(func() { exec.Command("ip", "link", "delete", "berth-bw0").Run() })
+	c := runtimeClient(t, d)
+	before := tbfRates(t)
+	cfg := func(name, ingress, egress string) *runtime.PodSandboxConfig {
+		return &runtime.PodSandboxConfig{
+			Metadata:    &runtime.PodSandboxMetadata{Name: name, Namespace: "bw", Uid: name},
+			Annotations: map[string]string{"kubernetes.io/ingress-bandwidth": ingress, "kubernetes.io/egress-bandwidth": egress},
+		}
+	}
+	pod, err := c.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg("shaped", "1M", "2M")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.RemovePodSandbox(context.Background(), &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+	})
+	if got, want := tbfRates(t), slices.Sorted(slices.Values(append(slices.Clone(before), "1Mbit", "2Mbit"))); !slices.Equal(got, want) {
+		t.Errorf("token buckets on the host with the pod: %v, want %v", got, want)
+	}
+	if _, err := c.StopPodSandbox(t.Context(), &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	if got := tbfRates(t); !slices.Equal(got, before) {
+		t.Errorf("token buckets after StopPodSandbox: %v, want %v", got, before)
+	}
+	_, err = c.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg("bad", "fast", "2M")})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "kubernetes.io/ingress-bandwidth") {
+		t.Errorf("malformed bandwidth annotation: %v, want InvalidArgument naming it", err)
 	}
 }

@@ -1,0 +1,50 @@
+package network
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/containerd/errdefs"
+	gocni "github.com/containerd/go-cni"
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// The pod annotations kubelet uses for traffic shaping; a CNI config with
+// the bandwidth plugin applies them.
+const (
+	IngressBandwidthAnnotation = "kubernetes.io/ingress-bandwidth"
+	EgressBandwidthAnnotation  = "kubernetes.io/egress-bandwidth"
+)
+
+// Bandwidth reads a pod's bandwidth annotations (bits per second, as
+// Kubernetes quantities such as "10M") into the bandwidth capability; nil
+// when the pod has neither. The burst is left unlimited, as kubelet's
+// kubenet and containerd do.
+func Bandwidth(annotations map[string]string) (*gocni.BandWidth, error) {
+	var bw gocni.BandWidth
+	for _, a := range []struct {
+		key         string
+		rate, burst *uint64
+	}{
+		{IngressBandwidthAnnotation, &bw.IngressRate, &bw.IngressBurst},
+		{EgressBandwidthAnnotation, &bw.EgressRate, &bw.EgressBurst},
+	} {
+		v, ok := annotations[a.key]
+		if !ok {
+			continue
+		}
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return nil, fmt.Errorf("annotation %s %q: %v: %w", a.key, v, err, errdefs.ErrInvalidArgument)
+		}
+		// The bounds Kubernetes has always put on these.
+		if q.Value() < 1000 || q.Value() > 1e15 {
+			return nil, fmt.Errorf("annotation %s %q: want between 1k and 1P bits per second: %w", a.key, v, errdefs.ErrInvalidArgument)
+		}
+		*a.rate, *a.burst = uint64(q.Value()), math.MaxUint32
+	}
+	if bw == (gocni.BandWidth{}) {
+		return nil, nil
+	}
+	return &bw, nil
+}

@@ -1,0 +1,28 @@
+package network
+
+import (
+	"math"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	gocni "github.com/containerd/go-cni"
+)
+
+func TestBandwidth(t *testing.T) {
+	bw, err := Bandwidth(map[string]string{IngressBandwidthAnnotation: "10M", EgressBandwidthAnnotation: "1Mi", "other": "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := gocni.BandWidth{IngressRate: 10_000_000, IngressBurst: math.MaxUint32, EgressRate: 1 << 20, EgressBurst: math.MaxUint32}
+	if bw == nil || *bw != want {
+		t.Errorf("Bandwidth = %+v, want %+v", bw, want)
+	}
+	if bw, err := Bandwidth(map[string]string{"other": "x"}); bw != nil || err != nil {
+		t.Errorf("no annotations: %+v, %v", bw, err)
+	}
+	for _, bad := range []string{"fast", "10", "2E"} {
+		if _, err := Bandwidth(map[string]string{EgressBandwidthAnnotation: bad}); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%q: %v, want InvalidArgument", bad, err)
+		}
+	}
+}
