@@ -163,15 +163,19 @@ func TestHalfMadePodIsCleanedUpOnRestart(t *testing.T) {
 	if err := p.daemon.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	t.Log("a pod directory with pinned namespaces and /dev/shm but no record, as a crash mid-RunPodSandbox leaves")
+	t.Log("a pod directory with pinned namespaces (a user namespace too) and /dev/shm but no record, as a crash mid-RunPodSandbox leaves")
 	orphan := filepath.Join(p.daemon.State, "pods", strings.Repeat("ab", 32))
+	mapping := []*runtime.IDMapping{{ContainerId: 0, HostId: 400000, Length: 65536}}
 	if _, err := sandbox.Create(sandbox.Spec{Dir: orphan, Config: &runtime.PodSandboxConfig{
 		Metadata: &runtime.PodSandboxMetadata{Name: "orphan"},
+		Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{
+			UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: mapping, Gids: mapping},
+		}}},
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	if leaks, _ := e2eenv.Leaks(orphan); len(leaks) == 0 {
-		t.Fatal("the simulated half-made pod has no mounts")
+	if leaks, _ := e2eenv.Leaks(orphan); len(leaks) != 5 {
+		t.Fatalf("the simulated half-made pod has mounts %v, want 5 (user, net, ipc, uts, shm)", leaks)
 	}
 	if err := p.daemon.Restart(context.Background()); err != nil {
 		t.Fatal(err)
