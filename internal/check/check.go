@@ -28,6 +28,10 @@ type Result struct {
 	OK     bool
 	Detail string // what was found
 	Fix    string // how to fix it, when not OK
+	// Optional marks a check whose failure only limits berth (a handler
+	// other than the default: pods asking for it are refused), so it
+	// does not fail the report.
+	Optional bool
 }
 
 // requiredCNIPlugins are the plugins berth's default network uses.
@@ -52,6 +56,7 @@ func Run(ctx context.Context, cfg config.Config) []Result {
 		}
 		r := checkBinary(ctx, path, []string{"--version"}, fix)
 		r.Name = "handler " + name
+		r.Optional = name != cfg.Runtime.DefaultHandler
 		results = append(results, r)
 	}
 	return append(results,
@@ -68,7 +73,10 @@ func Print(w io.Writer, results []Result) bool {
 	ok := true
 	for _, r := range results {
 		mark := "ok     "
-		if !r.OK {
+		switch {
+		case !r.OK && r.Optional:
+			mark = "absent "
+		case !r.OK:
 			mark = "MISSING"
 			ok = false
 		}
@@ -83,7 +91,11 @@ func Print(w io.Writer, results []Result) bool {
 func checkBinary(ctx context.Context, name string, versionArgs []string, fix string) Result {
 	path, err := exec.LookPath(name)
 	if err != nil {
-		return Result{Name: name, Detail: "not found in PATH", Fix: fix}
+		where := "not found in PATH"
+		if filepath.IsAbs(name) {
+			where = name + " not found"
+		}
+		return Result{Name: name, Detail: where, Fix: fix}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -42,3 +42,17 @@ func TestPrint(t *testing.T) {
 		t.Errorf("report:\n%s", out)
 	}
 }
+
+func TestPrintOptionalAbsent(t *testing.T) {
+	var buf bytes.Buffer
+	ok := Print(&buf, []Result{
+		{Name: "handler runc", OK: true, Detail: "/usr/sbin/runc"},
+		{Name: "handler runc-upstream", Detail: "/usr/local/libexec/berth/runc not found", Fix: "make deps", Optional: true},
+	})
+	if !ok {
+		t.Error("an absent optional handler failed the report")
+	}
+	if out := buf.String(); !strings.Contains(out, "absent   handler runc-upstream") || !strings.Contains(out, "fix: make deps") {
+		t.Errorf("report:\n%s", buf.String())
+	}
+}

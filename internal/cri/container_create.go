@@ -48,6 +48,9 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if sb.PausePid > 0 && podCfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD {
 		pidNS = fmt.Sprintf("/proc/%d/ns/pid", sb.PausePid)
 	}
+	if sb.Paths.UserNS != "" && cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_NODE {
+		return nil, fmt.Errorf("config.linux.security_context.namespace_options.pid: a container in its pod's user namespace cannot use the host's PID namespace: %w", errdefs.ErrInvalidArgument)
+	}
 	if opts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); opts.GetPid() == runtime.NamespaceMode_TARGET {
 		if pidNS, err = s.targetPIDNamespace(sb.ID, opts.GetTargetId()); err != nil {
 			return nil, err
@@ -94,7 +97,8 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	}()
 
 	rootfs := filepath.Join(c.Bundle, "rootfs")
-	if err := os.MkdirAll(c.Bundle, 0o711); err != nil {
+	pod := specPod(sb, &podCfg, pidNS)
+	if err := makeBundleDir(c.Bundle, pod.GIDs); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -104,7 +108,6 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 			}
 		}
 	}()
-	pod := specPod(sb, &podCfg, pidNS)
 	if err := s.images.MountRootfs(ctx, c.SnapshotKey, img.ChainID.String(), rootfs, pod.UIDs, pod.GIDs); err != nil {
 		return nil, err
 	}

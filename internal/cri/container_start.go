@@ -34,6 +34,13 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 	if err := proto.Unmarshal(c.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("container %s config: %w", c.ID, err)
 	}
+	if opts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); opts.GetPid() == runtime.NamespaceMode_TARGET {
+		// The spec names the target's process: it must still be the one
+		// that runs, or the container would join whatever took its PID.
+		if _, err := s.targetPIDNamespace(sb.ID, opts.GetTargetId()); err != nil {
+			return nil, err
+		}
+	}
 	started := time.Now().UTC()
 	pid, err := monitor.Client{Socket: sb.MonitorSocket}.Start(ctx, c.ID, c.Bundle, monitor.StartOptions{
 		LogPath: c.LogFile, Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),

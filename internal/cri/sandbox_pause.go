@@ -53,7 +53,8 @@ func (s *Service) startPauseContainer(ctx context.Context, sb store.Sandbox, cfg
 	}
 	pc := s.pauseContainer(sb.ID)
 	rootfs := filepath.Join(pc.Bundle, "rootfs")
-	if err := os.MkdirAll(rootfs, 0o711); err != nil {
+	pod := specPod(sb, cfg, "")
+	if err := makeBundleDir(pc.Bundle, pod.GIDs); err != nil {
 		return 0, err
 	}
 	defer func() {
@@ -63,7 +64,6 @@ func (s *Service) startPauseContainer(ctx context.Context, sb store.Sandbox, cfg
 			}
 		}
 	}()
-	pod := specPod(sb, cfg, "")
 	if err := s.images.MountRootfs(ctx, pc.SnapshotKey, img.ChainID.String(), rootfs, pod.UIDs, pod.GIDs); err != nil {
 		return 0, err
 	}

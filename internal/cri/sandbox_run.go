@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/sandbox"
@@ -39,9 +40,14 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if _, err := exec.LookPath(handler.Path); err != nil {
 		return nil, fmt.Errorf("runtime handler %q: its runtime %q is not installed: %w", handler.Name, handler.Path, errdefs.ErrFailedPrecondition)
 	}
-	if userns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(); userns != nil && userns.GetMode() == runtime.NamespaceMode_POD &&
-		!s.handlers.Features(ctx, handler).UserNamespaces {
-		return nil, fmt.Errorf("config.linux.security_context.namespace_options.userns_options: runtime handler %q cannot run a pod in a user namespace (its runtime makes no idmapped mounts): %w", handler.Name, errdefs.ErrFailedPrecondition)
+	if userns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(); userns != nil && userns.GetMode() == runtime.NamespaceMode_POD {
+		const field = "config.linux.security_context.namespace_options.userns_options"
+		if !s.handlers.Features(ctx, handler).UserNamespaces {
+			return nil, fmt.Errorf("%s: runtime handler %q cannot run a pod in a user namespace (its runtime makes no idmapped mounts): %w", field, handler.Name, errdefs.ErrFailedPrecondition)
+		}
+		if sn := s.images.SnapshotterName(); !image.CanIDMap(sn) {
+			return nil, fmt.Errorf("%s: the %s snapshotter cannot map a container's files into a user namespace (overlayfs can): %w", field, sn, errdefs.ErrFailedPrecondition)
+		}
 	}
 	raw, err := proto.Marshal(cfg)
 	if err != nil {

@@ -45,9 +45,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 			return fmt.Errorf("create directory: %w", err)
 		}
 	}
-	// Bundles live under the state directory, and the runtime reaches a
-	// pod's rootfs as the root of the pod's user namespace (an unprivileged
-	// host user): the way there must be searchable, as berth creates it.
+	// Bundles live under the state directory, and the runtime reaches the
+	// rootfs of a pod in a user namespace as the namespace's root (an
+	// unprivileged host user): the way to the bundles must be searchable;
+	// each bundle is closed to all but root, and that user's group.
 	for _, dir := range []string{cfg.State, filepath.Join(cfg.State, "containers"), filepath.Join(cfg.State, "pause")} {
 		if err := os.Chmod(dir, 0o711); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("make state directory searchable: %w", err)

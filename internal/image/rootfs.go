@@ -46,10 +46,17 @@ func idMapLabel(maps []specs.LinuxIDMapping) string {
 	return strings.Join(parts, ",")
 }
 
+// CanIDMap says whether snapshots of the named snapshotter can be mounted
+// with their owners mapped into a user namespace.
+func CanIDMap(snapshotter string) bool { return snapshotter == "overlayfs" }
+
 func (s *Service) mountSnapshot(ctx context.Context, key, chainID, target string, readonly bool, uids, gids []specs.LinuxIDMapping) (retErr error) {
 	ctx = namespaces.WithNamespace(ctx, namespace)
 	labels := map[string]string{labelGCRoot: time.Now().UTC().Format(time.RFC3339)}
 	idmapped := len(uids) > 0 || len(gids) > 0
+	if idmapped && !CanIDMap(s.opts.Snapshotter) {
+		return fmt.Errorf("the %s snapshotter cannot map file owners into a user namespace: %w", s.opts.Snapshotter, errdefs.ErrFailedPrecondition)
+	}
 	if idmapped {
 		labels[snapshots.LabelSnapshotUIDMapping] = idMapLabel(uids)
 		labels[snapshots.LabelSnapshotGIDMapping] = idMapLabel(gids)

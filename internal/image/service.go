@@ -26,6 +26,7 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/metadata"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/plugins/content/local"
@@ -89,6 +90,16 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	ctx = namespaces.WithNamespace(ctx, namespace)
 	if opts.MaxConcurrentDownloads <= 0 {
 		opts.MaxConcurrentDownloads = 3
+	}
+	// containerd's mount package mounts layers while unpacking them, and the
+	// idmapped lower layers of a rootfs in a user namespace, on temporary
+	// directories. They go under the root (the package's setting is global:
+	// one location per process), and what a crash left there is unmounted.
+	if err := mount.SetTempMountLocation(filepath.Join(opts.Root, "tmpmounts")); err != nil {
+		return nil, fmt.Errorf("temporary mount directory: %w", err)
+	}
+	if warnings, err := mount.CleanupTempMounts(0); err != nil || len(warnings) > 0 {
+		return nil, fmt.Errorf("unmount what a crash left in the temporary mount directory: %w", errors.Join(append(warnings, err)...))
 	}
 	cs, err := local.NewStore(filepath.Join(opts.Root, "content"))
 	if err != nil {

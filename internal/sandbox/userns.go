@@ -48,7 +48,14 @@ func pinInUserNamespace(files map[string]string, userFile string, uids, gids []s
 		}
 	}()
 
-	proc, err := os.StartProcess("/proc/self/exe", []string{"berth[userns]"}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
+	// Pdeathsig and the tracing belong to the forking thread: were it to
+	// end (Go ends threads that goroutines leave locked) before the pins
+	// are made, the child would die or run on.
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	// The argument is no command of berth's: should the child ever run, it
+	// exits at once.
+	proc, err := os.StartProcess("/proc/self/exe", []string{"berth", "userns-holder"}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
 		Cloneflags:                 flags,
 		UidMappings:                sysMaps(uids),
 		GidMappings:                sysMaps(gids),

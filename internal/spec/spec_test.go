@@ -280,3 +280,75 @@ func TestAmbientCapabilities(t *testing.T) {
 		t.Errorf("ambient ALL: %v, want InvalidArgument", err)
 	}
 }
+
+// TestBuildInUserNamespace: a container of a pod in a user namespace joins
+// it, its binds are idmapped with the pod's mappings unless a mount brings
+// its own, and a TARGET container joins the PID namespace it is given.
+func TestBuildInUserNamespace(t *testing.T) {
+	root := rootfsWithUsers(t)
+	host := t.TempDir()
+	podMaps := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	own := []*runtime.IDMapping{{ContainerId: 0, HostId: 300000, Length: 10}}
+	in := Input{
+		ID: "c1",
+		Config: &runtime.ContainerConfig{
+			Metadata: &runtime.ContainerMetadata{Name: "c"},
+			Command:  []string{"sh"},
+			Mounts: []*runtime.Mount{
+				{ContainerPath: "/data", HostPath: host},
+				{ContainerPath: "/own", HostPath: host, UidMappings: own, GidMappings: own},
+			},
+			Linux: &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_TARGET, TargetId: "t"},
+			}},
+		},
+		Pod: Pod{ID: "p1", Config: &runtime.PodSandboxConfig{}, NetNS: "/ns/net", UserNS: "/ns/user", UIDs: podMaps, GIDs: podMaps,
+			PIDNS: "/proc/42/ns/pid", Hosts: "/pod/hosts", Shm: "/pod/shm"},
+		Rootfs:       root,
+		CgroupDriver: "cgroupfs",
+	}
+	s, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[specs.LinuxNamespaceType]string{}
+	for _, ns := range s.Linux.Namespaces {
+		paths[ns.Type] = ns.Path
+	}
+	if paths[specs.UserNamespace] != "/ns/user" || paths[specs.PIDNamespace] != "/proc/42/ns/pid" {
+		t.Errorf("namespaces = %+v, want the pod's user namespace and the target's PID namespace", s.Linux.Namespaces)
+	}
+	if s.Linux.UIDMappings != nil {
+		t.Error("spec carries mappings besides the user namespace path (the runtime reads them from it)")
+	}
+	byDst := map[string]specs.Mount{}
+	for _, m := range s.Mounts {
+		byDst[m.Destination] = m
+	}
+	for dst, want := range map[string][]specs.LinuxIDMapping{
+		"/data": podMaps, "/etc/hosts": podMaps,
+		"/own":     {{ContainerID: 0, HostID: 300000, Size: 10}},
+		"/dev/shm": nil, // tmpfs, mode 1777: nothing to map
+	} {
+		if m := byDst[dst]; !slices.Equal(m.UIDMappings, want) || !slices.Equal(m.GIDMappings, want) {
+			t.Errorf("%s mappings = %v / %v, want %v", dst, m.UIDMappings, m.GIDMappings, want)
+		}
+	}
+
+	// Outside a user namespace: no idmapping, and a mount's own mappings
+	// are refused.
+	in.Pod.UserNS, in.Pod.UIDs, in.Pod.GIDs = "", nil, nil
+	if _, err := Build(in); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "mounts[1]") {
+		t.Errorf("idmapped mount outside a user namespace: %v, want InvalidArgument naming mounts[1]", err)
+	}
+	in.Config.Mounts = in.Config.Mounts[:1]
+	s, err = Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range s.Mounts {
+		if m.UIDMappings != nil || m.GIDMappings != nil {
+			t.Errorf("%s idmapped outside a user namespace", m.Destination)
+		}
+	}
+}

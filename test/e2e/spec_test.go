@@ -597,7 +597,11 @@ func TestUserNamespaces(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(vol, "from-host"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	type podCtr struct{ pod, ctr, name string }
+	type podCtr struct {
+		pod, ctr, name string
+		cfg            *runtime.PodSandboxConfig
+		nsOpts         *runtime.NamespaceOption
+	}
 	var made []podCtr
 	type podCase struct {
 		handler string
@@ -636,7 +640,7 @@ func TestUserNamespaces(t *testing.T) {
 			t.Fatalf("CreateContainer in %s: %v", name, err)
 		}
 		p.start(t, ctr)
-		made = append(made, podCtr{pod.PodSandboxId, ctr, name})
+		made = append(made, podCtr{pod.PodSandboxId, ctr, name, cfg, nsOpts})
 
 		for cmd, want := range map[string]string{
 			"cat /proc/self/uid_map /proc/self/gid_map | tr -s ' ' | sed 's/^ //'": "0 200000 65536\n0 200000 65536",
@@ -662,6 +666,11 @@ func TestUserNamespaces(t *testing.T) {
 		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", proc)); err != nil || !strings.Contains(string(st), fmt.Sprintf("\nUid:\t%d\t", hostID)) {
 			t.Errorf("%s: the container's process on the host is not uid %d: %v\n%s", name, hostID, err, st)
 		}
+		// Only root, and the pod's root through its group, may enter the
+		// bundle (and so reach the rootfs).
+		if mode, uid, gid := statOwner(t, filepath.Join(p.daemon.State, "containers", ctr)); mode != 0o710 || uid != 0 || gid != hostID {
+			t.Errorf("%s: bundle mode %o owner %d:%d, want 710 0:%d", name, mode, uid, gid, hostID)
+		}
 		for path, uid := range map[string]int{
 			fmt.Sprintf("/proc/%d/root/made-inside", proc): hostID,
 			filepath.Join(vol, "made-in-"+name):            0,
@@ -678,6 +687,21 @@ func TestUserNamespaces(t *testing.T) {
 		if out, code := p.exec(t, m.ctr, "id", "-u"); code != 0 || strings.TrimSpace(out) != "0" {
 			t.Errorf("%s after a daemon SIGKILL: id -u = %q (exit %d)", m.name, out, code)
 		}
+		// A container made after the restart joins the recorded namespace.
+		late, err := p.createWith(t, m.pod, m.cfg, "late", nil, &runtime.LinuxContainerSecurityContext{NamespaceOptions: m.nsOpts}, "sleep", "1000")
+		if err != nil {
+			t.Fatalf("%s: CreateContainer after a daemon SIGKILL: %v", m.name, err)
+		}
+		p.start(t, late)
+		if out, code := p.exec(t, late, "sh", "-c", "cat /proc/self/uid_map | tr -s ' '; stat -c %u:%g /bin/busybox; readlink /proc/self/ns/user"); code != 0 ||
+			!strings.HasPrefix(out, " 0 200000 65536\n0:0\n") || !strings.HasSuffix(out, mustReadlink(t, fmt.Sprintf("/proc/%d/ns/user", mainPid(t, p, m.ctr)))+"\n") {
+			t.Errorf("%s: container made after a daemon SIGKILL: %q (exit %d), want the pod's mapping, owners and user namespace", m.name, out, code)
+		}
+	}
+
+	hostPID := &runtime.NamespaceOption{Pid: runtime.NamespaceMode_NODE, UsernsOptions: made[0].nsOpts.UsernsOptions}
+	if _, err := p.createWith(t, made[0].pod, made[0].cfg, "host-pid", nil, &runtime.LinuxContainerSecurityContext{NamespaceOptions: hostPID}, "true"); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "namespace_options.pid") {
+		t.Errorf("container on the host's PID namespace in a user-namespace pod: %v, want InvalidArgument naming namespace_options.pid", err)
 	}
 
 	// Mappings on a volume need a pod in a user namespace.
@@ -718,6 +742,9 @@ func TestTargetPIDNamespaceAndAmbientCapabilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.start(t, target)
+	if mode, uid, gid := statOwner(t, filepath.Join(p.daemon.State, "containers", target)); mode != 0o700 || uid != 0 || gid != 0 {
+		t.Errorf("bundle mode %o owner %d:%d, want 700 0:0: no host user may reach a container's rootfs", mode, uid, gid)
+	}
 	targetOpts := func(id string) *runtime.LinuxContainerSecurityContext {
 		return &runtime.LinuxContainerSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_TARGET, TargetId: id}}
 	}
@@ -728,6 +755,23 @@ func TestTargetPIDNamespaceAndAmbientCapabilities(t *testing.T) {
 	p.start(t, debug)
 	if out, code := p.exec(t, debug, "cat", "/proc/1/cmdline"); code != 0 || out != "sleep\x001001\x00" {
 		t.Errorf("PID 1 seen by the debug container: %q (exit %d), want the target's sleep 1001", out, code)
+	}
+	// A target that stops between CreateContainer and StartContainer: the
+	// start is refused rather than joining whatever has the PID now.
+	lateTarget, err := p.createWith(t, pod, podCfg, "late-target", nil, ownPID, "sleep", "1003")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.start(t, lateTarget)
+	lateDebug, err := p.createWith(t, pod, podCfg, "late-debugger", nil, targetOpts(lateTarget), "true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: lateTarget}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.runtime.StartContainer(t.Context(), &runtime.StartContainerRequest{ContainerId: lateDebug}); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "target_id") {
+		t.Errorf("starting a debug container whose target stopped: %v, want FailedPrecondition naming target_id", err)
 	}
 	other, otherCfg := p.runPod(t, "other-pod")
 	stranger := p.createContainer(t, other, otherCfg, "stranger", "sleep", "1000")
@@ -765,4 +809,23 @@ func TestTargetPIDNamespaceAndAmbientCapabilities(t *testing.T) {
 	if _, err := p.createWith(t, pod, podCfg, "bogus-ambient", nil, &runtime.LinuxContainerSecurityContext{Capabilities: &runtime.Capability{AddAmbientCapabilities: []string{"NOT_A_CAP"}}}, "true"); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("unknown ambient capability: %v, want InvalidArgument", err)
 	}
+}
+
+func mustReadlink(t *testing.T, path string) string {
+	t.Helper()
+	target, err := os.Readlink(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
+// statOwner is path's permission bits and owner.
+func statOwner(t *testing.T, path string) (mode uint32, uid, gid int) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode & 0o7777, int(st.Uid), int(st.Gid)
 }

@@ -189,12 +189,14 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	return d, nil
 }
 
-// traversable lets every user search dir and its ancestors (o+x), as the
-// path to berth's state directory must be for pods in user namespaces: their
-// root is an unprivileged host user when the runtime reaches the rootfs.
-// Temporary directories are made 0700.
+// traversable lets every user search dir and its ancestors below the
+// temporary directory (o+x), as the path to berth's state directory must
+// be for pods in user namespaces: their root is an unprivileged host user
+// when the runtime reaches the rootfs. Temporary directories are made
+// 0700; nothing outside the temporary directory is changed.
 func traversable(dir string) error {
-	for p := dir; p != "/"; p = filepath.Dir(p) {
+	tmp := filepath.Clean(os.TempDir())
+	for p := filepath.Clean(dir); strings.HasPrefix(p, tmp+string(filepath.Separator)); p = filepath.Dir(p) {
 		fi, err := os.Stat(p)
 		if err != nil {
 			return err
