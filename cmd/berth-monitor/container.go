@@ -35,9 +35,11 @@ type container struct {
 	id     string
 	bundle string
 	runc   *runc.Runc
-	pid    int
-	log    *crilog.File   // nil when the container has no log path
-	output sync.WaitGroup // the stdout and stderr copiers
+	// started is closed once runc run has returned, whether it started
+	// the container or not: until then there is no PID to signal.
+	started chan struct{}
+	log     *crilog.File   // nil when the container has no log path
+	output  sync.WaitGroup // the stdout and stderr copiers
 	// facts from the spec: with a PID namespace of its own, killing init
 	// kills every process, no runc kill --all needed.
 	facts bundleFacts
@@ -51,6 +53,7 @@ type container struct {
 	attached attachHub
 
 	mu   sync.Mutex
+	pid  int       // the init process, 0 until started; guarded by mu
 	exit *api.Exit // set once the init process has exited; guarded by mu
 }
 
@@ -90,10 +93,11 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 		return 0, fmt.Errorf("container %s already started", req.ID)
 	}
 	c := &container{
-		id:     req.ID,
-		bundle: req.Bundle,
-		facts:  readBundleFacts(req.Bundle),
-		exited: make(chan struct{}),
+		id:      req.ID,
+		bundle:  req.Bundle,
+		facts:   readBundleFacts(req.Bundle),
+		started: make(chan struct{}),
+		exited:  make(chan struct{}),
 		runc: &runc.Runc{
 			Command:   m.runcPath,
 			Root:      m.runcRoot,
@@ -105,6 +109,7 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 	m.mu.Unlock()
 
 	pid, err := m.create(ctx, c, req)
+	close(c.started)
 	if err != nil {
 		m.mu.Lock()
 		delete(m.containers, req.ID)
@@ -143,7 +148,9 @@ func (m *monitor) create(ctx context.Context, c *container, req api.Request) (in
 	if err != nil {
 		return 0, err
 	}
+	c.mu.Lock()
 	c.pid = pid
+	c.mu.Unlock()
 	// The process may have exited already: the reaper keeps that exit for
 	// this claim.
 	m.releasing.Add(1)
@@ -362,17 +369,25 @@ func (m *monitor) kill(ctx context.Context, req api.Request) error {
 	if err != nil {
 		return err
 	}
-	if !c.state().Running {
-		return nil
+	// A container still being started has no PID yet (and kill(0) would
+	// signal the monitor's own process group): wait for runc run.
+	select {
+	case <-c.started:
+	case <-ctx.Done():
+		return fmt.Errorf("container %s is still starting: %w", c.id, ctx.Err())
+	}
+	st := c.state()
+	if !st.Running || st.Pid <= 0 {
+		return nil // exited, or its start failed
 	}
 	// The monitor reaps the init process, so its PID cannot be reused
 	// while it is still recorded as running. Killing init ends a container
 	// with its own PID namespace; --all reaches the rest when it shares one.
-	if err := syscall.Kill(c.pid, syscall.Signal(req.Signal)); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill %d: %w", c.pid, err)
+	if err := syscall.Kill(st.Pid, syscall.Signal(req.Signal)); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill %d: %w", st.Pid, err)
 	}
 	if req.All && !c.facts.ownPIDNS {
-		if err := c.runc.Kill(ctx, c.id, req.Signal, &runc.KillOpts{All: true}); err != nil && c.state().Running && processAlive(c.pid) {
+		if err := c.runc.Kill(ctx, c.id, req.Signal, &runc.KillOpts{All: true}); err != nil && c.state().Running && processAlive(st.Pid) {
 			return fmt.Errorf("runc kill --all: %s", runcError(c.runc.Log, err))
 		}
 	}
@@ -431,6 +446,26 @@ func (m *monitor) states() []api.Container {
 		out = append(out, c.state())
 	}
 	return out
+}
+
+// settledStates is states once the starts in progress have finished (or
+// ctx ends), so that every running container has its PID: a daemon that
+// died mid-StartContainer learns from it what its record missed.
+func (m *monitor) settledStates(ctx context.Context) []api.Container {
+	m.mu.Lock()
+	starting := make([]chan struct{}, 0, len(m.containers))
+	for _, c := range m.containers {
+		starting = append(starting, c.started)
+	}
+	m.mu.Unlock()
+	for _, ch := range starting {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return m.states()
+		}
+	}
+	return m.states()
 }
 
 func (m *monitor) running() int {

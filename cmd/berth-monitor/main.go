@@ -161,7 +161,9 @@ func (m *monitor) serve(conn net.Conn, shutdown func()) {
 	case api.OpReopen:
 		err = m.reopen(req)
 	case api.OpState:
-		resp.Containers = m.states()
+		settle, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp.Containers = m.settledStates(settle)
+		cancel()
 	case api.OpPause:
 		resp.Pid, err = m.startPause()
 	case api.OpShutdown:

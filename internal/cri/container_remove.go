@@ -29,9 +29,36 @@ func (s *Service) RemoveContainer(ctx context.Context, r *runtime.RemoveContaine
 	return &runtime.RemoveContainerResponse{}, nil
 }
 
+// settleUnrecordedStart asks the pod's monitor about a container recorded
+// as created: a crash mid-StartContainer can leave one running that the
+// record never saw start. Such a container is recorded as started, so that
+// it is stopped like any other. Without an answer the record stands.
+func (s *Service) settleUnrecordedStart(ctx context.Context, c store.Container) store.Container {
+	sb, err := s.store.Sandboxes.Get(c.SandboxID)
+	if err != nil {
+		return c
+	}
+	states, err := monitor.Client{Socket: sb.MonitorSocket}.State(ctx)
+	if err != nil {
+		return c
+	}
+	for _, st := range states {
+		if st.ID == c.ID && st.Pid > 0 {
+			s.adoptStarted(c.ID, st)
+			if fresh, err := s.store.Containers.Get(c.ID); err == nil {
+				return fresh
+			}
+		}
+	}
+	return c
+}
+
 // removeContainer kills, forgets, unmounts and deletes a container; every
 // step tolerates having been done already.
 func (s *Service) removeContainer(ctx context.Context, c store.Container) error {
+	if c.State() == store.ContainerCreated {
+		c = s.settleUnrecordedStart(ctx, c)
+	}
 	if err := s.stopContainer(ctx, c, 0, syscall.SIGKILL); err != nil {
 		return err
 	}

@@ -147,6 +147,15 @@ func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monito
 		s.pauseExited(sb)
 	}
 	for _, c := range s.podContainers(sb.ID) {
+		if st, ok := known[c.ID]; ok && c.State() == store.ContainerCreated {
+			// The daemon died between the monitor's start and the record:
+			// the container did start (or is starting: no PID yet; its exit
+			// event will settle the record).
+			if st.Pid > 0 {
+				s.adoptStarted(c.ID, st)
+			}
+			continue
+		}
 		if c.State() != store.ContainerRunning {
 			continue
 		}
@@ -162,6 +171,26 @@ func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monito
 		}
 		s.recordExit(c.ID, api.Exit{Code: 255, FinishedAt: time.Now().UTC()}, reasonExitUnknown,
 			"the monitor has no record of this container and it left no exit record")
+	}
+}
+
+// adoptStarted records as started a container the monitor runs (or ran)
+// though its record still says created, and its exit if it has one. The
+// start time is when this is noticed: the true one was never recorded.
+func (s *Service) adoptStarted(id string, st api.Container) {
+	now := time.Now().UTC()
+	if _, err := s.store.Containers.Update(id, func(c store.Container) (store.Container, error) {
+		if c.StartedAt.IsZero() {
+			c.StartedAt, c.Pid = now, st.Pid
+		}
+		return c, nil
+	}); err != nil && !errdefs.IsNotFound(err) {
+		s.logger.Error("record a start the daemon missed", "id", id, "error", err)
+		return
+	}
+	s.logger.Warn("recorded a container start a crash kept from its record", "id", id, "pid", st.Pid)
+	if st.Exit != nil {
+		s.recordExit(id, *st.Exit, "", "")
 	}
 }
 

@@ -9,8 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -52,10 +57,11 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 			continue
 		}
 		dir := s.podDir(id)
-		killOrphanMonitor(dir)
 		if len(id) >= 16 {
+			killOrphanMonitor(s.monitorSocket(id))
 			_ = os.Remove(s.monitorSocket(id))
 		}
+		s.detachOrphanNetwork(ctx, id, dir)
 		if err := sandbox.Remove(dir); err != nil {
 			return fmt.Errorf("remove half-made pod %s: %w", id, err)
 		}
@@ -93,19 +99,53 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 	return nil
 }
 
-// killOrphanMonitor kills the monitor a half-made pod started, if its PID
-// still names a berth-monitor.
-func killOrphanMonitor(podDir string) {
-	b, err := os.ReadFile(filepath.Join(podDir, "monitor.pid"))
+// orphanPluginWait bounds how long recovery lets a dead daemon's CNI
+// plugins finish their work on a half-made pod before killing them.
+const orphanPluginWait = 10 * time.Second
+
+// detachOrphanNetwork runs CNI DEL for a half-made pod that may have been
+// attached (its config was written before CNI ADD), while its network
+// namespace is still pinned: the plugins find its addresses there to
+// remove their rules, and release its IP. A failure is logged: the pod's
+// directory goes either way.
+func (s *Service) detachOrphanNetwork(ctx context.Context, id, dir string) {
+	raw, err := os.ReadFile(filepath.Join(dir, podConfigFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var cfg runtime.PodSandboxConfig
+	if err == nil {
+		err = proto.Unmarshal(raw, &cfg)
+	}
+	if err == nil {
+		settle, cancel := context.WithTimeout(ctx, orphanPluginWait)
+		network.SettleOrphanPlugins(settle, id)
+		cancel()
+		m := cfg.GetMetadata()
+		sb := store.Sandbox{
+			ID:       id,
+			Metadata: store.PodMetadata{Name: m.GetName(), UID: m.GetUid(), Namespace: m.GetNamespace(), Attempt: m.GetAttempt()},
+			Paths:    store.SandboxPaths{NetNS: filepath.Join(dir, "ns", sandbox.NetNS)},
+		}
+		err = s.network.Teardown(ctx, podNetwork(sb, &cfg))
+	}
 	if err != nil {
-		return
+		s.logger.Warn("half-made pod not detached from its network", "id", id, "error", err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err == nil && strings.Contains(string(cmdline), "berth-monitor") {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// killOrphanMonitor kills the monitor a half-made pod started, found by
+// the socket it serves (the daemon may have died before it wrote the
+// monitor's PID down).
+func killOrphanMonitor(socket string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(cmdline), "berth-monitor") || !strings.Contains(string(cmdline), "\x00"+socket+"\x00") {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }

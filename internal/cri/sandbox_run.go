@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/network"
@@ -88,6 +88,11 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}()
 	sb.Paths = store.SandboxPaths(paths)
 	if sb.Paths.NetNS != "" {
+		// Recovery detaches a pod that a crash left unrecorded from its
+		// network with this: CNI DEL needs the pod's ID, config and netns.
+		if err := atomicfile.Write(filepath.Join(dir, podConfigFile), raw, 0o600); err != nil {
+			return nil, err
+		}
 		start := time.Now()
 		sb.IPs, err = s.network.Setup(ctx, podNetwork(sb, cfg))
 		s.logger.DebugContext(ctx, "cni add", "id", sb.ID, "duration", time.Since(start), "error", err)
@@ -122,10 +127,6 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 			_ = syscallKill(pid)
 		}
 	}()
-	// Recovery finds a half-made pod's monitor by this file.
-	if err := os.WriteFile(filepath.Join(dir, "monitor.pid"), []byte(strconv.Itoa(pid)), 0o600); err != nil {
-		return nil, err
-	}
 	sb.MonitorPid = pid
 	sharedPID := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD
 	// The monitor's PID namespace init would belong to the host's user
@@ -158,6 +159,10 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	s.logger.InfoContext(ctx, "pod sandbox running", "id", sb.ID, "name", sb.UniqueName(), "monitor_pid", pid)
 	return &runtime.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
 }
+
+// podConfigFile, in a pod's directory, holds its CRI config (protobuf) from
+// before CNI ADD until the pod is removed.
+const podConfigFile = "config.pb"
 
 // podNetwork is what CNI is told about a pod.
 func podNetwork(sb store.Sandbox, cfg *runtime.PodSandboxConfig) network.Pod {

@@ -3,9 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -189,5 +193,90 @@ func TestHalfMadePodIsCleanedUpOnRestart(t *testing.T) {
 	}
 	if !strings.Contains(p.daemon.Log(), "removed half-made pod sandbox") {
 		t.Error("recovery did not log the cleanup")
+	}
+}
+
+// TestSIGKILLAtRandomMoments: the daemon is killed at a random moment while
+// pods and containers are being made and removed, several times over.
+// After each restart every record is consistent (each container's pod is
+// listed) and everything can be removed; in the end nothing is left: no
+// mount, monitor, state directory, veth, IP reservation or CNI rule.
+func TestSIGKILLAtRandomMoments(t *testing.T) {
+	p := newPodEnv(t)
+	vethsBefore, rulesBefore := countVeths(t), cniRules(t)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	const rounds, workers = 6, 3
+	for round := range rounds {
+		var killed atomic.Bool
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					err := p.podRoundTrip(t, fmt.Sprintf("chaos-%d-%d-%d", round, w, i), "", nil)
+					if err != nil {
+						if !killed.Load() {
+							t.Errorf("round %d worker %d before the kill: %v", round, w, err)
+						}
+						return
+					}
+				}
+			})
+		}
+		// Not synchronisation: the moment of the kill is what is random.
+		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
+		killed.Store(true)
+		p.daemon.Kill()
+		wg.Wait()
+		p.restart(t)
+
+		pods, err := p.runtime.ListPodSandbox(t.Context(), &runtime.ListPodSandboxRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, sb := range pods.Items {
+			listed[sb.Id] = true
+		}
+		ctrs, err := p.runtime.ListContainers(t.Context(), &runtime.ListContainersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range ctrs.Containers {
+			if !listed[c.PodSandboxId] {
+				t.Errorf("round %d: container %s of pod %s, which is not listed", round, c.Id, c.PodSandboxId)
+			}
+		}
+		t.Logf("round %d: %d pods and %d containers after the restart", round, len(pods.Items), len(ctrs.Containers))
+		for _, sb := range pods.Items {
+			if _, err := p.runtime.RemovePodSandbox(t.Context(), &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+				monitorLog, _ := os.ReadFile(filepath.Join(p.daemon.State, "pods", sb.Id, "monitor.log"))
+				var lines []string
+				for _, l := range strings.Split(p.daemon.Log(), "\n") {
+					if strings.Contains(l, sb.Id[:12]) || strings.Contains(l, "monitor") {
+						lines = append(lines, l)
+					}
+				}
+				t.Errorf("round %d: remove pod %s: %v\nits monitor's log:\n%s\nthe daemon's log about it:\n%s", round, sb.Id, err, monitorLog, strings.Join(lines, "\n"))
+			}
+		}
+		if leaks, err := e2eenv.Leaks(filepath.Dir(p.daemon.Root)); err != nil || len(leaks) > 0 {
+			t.Fatalf("round %d: leaked (%v):\n%s", round, err, strings.Join(leaks, "\n"))
+		}
+	}
+	if n := countVeths(t); n != vethsBefore {
+		t.Errorf("%d veth interfaces after, %d before", n, vethsBefore)
+	}
+	if files, _ := filepath.Glob("/var/lib/cni/networks/berth-e2e/10.*"); len(files) != 0 {
+		t.Errorf("IP reservations left: %v", files)
+	}
+	if rules := cniRules(t); len(rules) != len(rulesBefore) {
+		t.Errorf("%d CNI iptables rules before, %d after:\n%s", len(rulesBefore), len(rules), strings.Join(rules, "\n"))
+	}
+	for _, dir := range []string{"pods", "containers", "pause"} {
+		if n := countDirs(t, filepath.Join(p.daemon.State, dir)); n != 0 {
+			t.Errorf("%d entries left in state/%s", n, dir)
+		}
 	}
 }

@@ -1,0 +1,51 @@
+package network
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// SettleOrphanPlugins waits for CNI plugin processes still working on pod
+// id — run by a daemon that died mid-ADD or mid-DEL, they outlive it — and
+// kills those still there when ctx ends. A DEL run while an ADD goes on
+// would be undone by it: the ADD would reserve an IP after the DEL freed
+// it. Plugins are found by the CNI_CONTAINERID their runtime gave them,
+// which their own children (IPAM plugins, iptables) inherit.
+func SettleOrphanPlugins(ctx context.Context, id string) {
+	marker := []byte("CNI_CONTAINERID=" + id + "\x00")
+	for {
+		pids := processesWithEnv(marker)
+		if len(pids) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// processesWithEnv lists the processes whose environment holds entry.
+func processesWithEnv(entry []byte) []int {
+	paths, _ := filepath.Glob("/proc/[0-9]*/environ")
+	var pids []int
+	for _, p := range paths {
+		env, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(append([]byte{0}, env...), append([]byte{0}, entry...)) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
