@@ -123,6 +123,16 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s snapshotter: %w", opts.Snapshotter, err)
 	}
+	// A crash between a snapshot directory's creation and the commit of
+	// its record leaves a directory under an ID the snapshotter hands out
+	// again: remove such directories before anything is prepared (a new
+	// store has nothing to clean: NotFound).
+	if cleaner, ok := sn.(snapshots.Cleaner); ok {
+		if err := cleaner.Cleanup(ctx); err != nil && !errdefs.IsNotFound(err) {
+			sn.Close()
+			return nil, fmt.Errorf("remove snapshot directories a crash left: %w", err)
+		}
+	}
 	bdb, err := bolt.Open(filepath.Join(opts.Root, "image-meta.db"), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		sn.Close()
