@@ -92,13 +92,18 @@ func TestManyPodsInParallel(t *testing.T) {
 }
 
 func (p *podEnv) podRoundTrip(t *testing.T, name, cgroupParent string, ports []*runtime.PortMapping) error {
-	ctx := t.Context()
-	cfg := &runtime.PodSandboxConfig{
+	return p.podRoundTripIn(t, &runtime.PodSandboxConfig{
 		Metadata:     &runtime.PodSandboxMetadata{Name: name, Namespace: "par", Uid: name},
 		Linux:        &runtime.LinuxPodSandboxConfig{CgroupParent: cgroupParent},
 		PortMappings: ports,
-	}
-	pod, err := p.runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
+	}, "")
+}
+
+// podRoundTripIn is podRoundTrip for a pod of config cfg on handler; the
+// containers take the pod's namespace options.
+func (p *podEnv) podRoundTripIn(t *testing.T, cfg *runtime.PodSandboxConfig, handler string) error {
+	ctx := t.Context()
+	pod, err := p.runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 	if err != nil {
 		return err
 	}
@@ -110,6 +115,9 @@ func (p *podEnv) podRoundTrip(t *testing.T, name, cgroupParent string, ports []*
 				Metadata: &runtime.ContainerMetadata{Name: c},
 				Image:    &runtime.ImageSpec{Image: busyboxImage},
 				Command:  []string{"sleep", "1000"},
+				Linux: &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
+					NamespaceOptions: cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(),
+				}},
 			},
 		})
 		if err != nil {

@@ -197,7 +197,8 @@ func TestHalfMadePodIsCleanedUpOnRestart(t *testing.T) {
 }
 
 // TestSIGKILLAtRandomMoments: the daemon is killed at a random moment while
-// pods and containers are being made and removed, several times over.
+// pods (some in user namespaces) and containers are being made and
+// removed, several times over.
 // After each restart every record is consistent (each container's pod is
 // listed) and everything can be removed; in the end nothing is left: no
 // mount, monitor, state directory, veth, IP reservation or CNI rule.
@@ -214,7 +215,20 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 		for w := range workers {
 			wg.Go(func() {
 				for i := 0; ; i++ {
-					err := p.podRoundTrip(t, fmt.Sprintf("chaos-%d-%d-%d", round, w, i), "", nil)
+					name := fmt.Sprintf("chaos-%d-%d-%d", round, w, i)
+					cfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "chaos", Uid: name}}
+					handler := ""
+					if w == 0 {
+						// One worker's pods have user namespaces (on crun).
+						mapping := []*runtime.IDMapping{{ContainerId: 0, HostId: 500000, Length: 65536}}
+						cfg.Linux = &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+							NamespaceOptions: &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER, UsernsOptions: &runtime.UserNamespace{
+								Mode: runtime.NamespaceMode_POD, Uids: mapping, Gids: mapping,
+							}},
+						}}
+						handler = "crun"
+					}
+					err := p.podRoundTripIn(t, cfg, handler)
 					if err != nil {
 						if !killed.Load() {
 							t.Errorf("round %d worker %d before the kill: %v", round, w, err)
