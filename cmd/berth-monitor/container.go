@@ -26,6 +26,14 @@ import (
 	"github.com/berth-cri/berth/internal/runclog"
 )
 
+// errAlreadyStarted answers a start of a container the monitor has started
+// before (a daemon that died mid-StartContainer may ask again).
+var errAlreadyStarted = errors.New("already started")
+
+// settleTimeout bounds how long a settling State waits for starts in
+// progress.
+const settleTimeout = 10 * time.Second
+
 // drainTimeout bounds how long an exit waits for the container's output
 // pipes to close: a daemonised grandchild can hold them open forever.
 const drainTimeout = 2 * time.Second
@@ -90,7 +98,7 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 	m.mu.Lock()
 	if _, ok := m.containers[req.ID]; ok {
 		m.mu.Unlock()
-		return 0, fmt.Errorf("container %s already started", req.ID)
+		return 0, fmt.Errorf("container %s: %w", req.ID, errAlreadyStarted)
 	}
 	c := &container{
 		id:      req.ID,
@@ -109,11 +117,13 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 	m.mu.Unlock()
 
 	pid, err := m.create(ctx, c, req)
-	close(c.started)
 	if err != nil {
+		// Gone from the map before the waiters wake: a failed start is never
+		// reported as running.
 		m.mu.Lock()
 		delete(m.containers, req.ID)
 		m.mu.Unlock()
+		close(c.started)
 		_ = c.runc.Delete(context.WithoutCancel(ctx), c.id, &runc.DeleteOpts{Force: true})
 		if c.log != nil {
 			c.log.Close()
@@ -121,6 +131,7 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 		c.closeStdio()
 		return 0, err
 	}
+	close(c.started)
 	return pid, nil
 }
 

@@ -154,6 +154,7 @@ func (m *monitor) serve(conn net.Conn, shutdown func()) {
 	switch req.Op {
 	case api.OpStart:
 		resp.Pid, err = m.start(ctx, req)
+		resp.AlreadyStarted = errors.Is(err, errAlreadyStarted)
 	case api.OpKill:
 		err = m.kill(ctx, req)
 	case api.OpDelete:
@@ -161,9 +162,13 @@ func (m *monitor) serve(conn net.Conn, shutdown func()) {
 	case api.OpReopen:
 		err = m.reopen(req)
 	case api.OpState:
-		settle, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp.Containers = m.settledStates(settle)
-		cancel()
+		if req.Settle {
+			settle, cancel := context.WithTimeout(ctx, settleTimeout)
+			resp.Containers = m.settledStates(settle)
+			cancel()
+		} else {
+			resp.Containers = m.states()
+		}
 	case api.OpPause:
 		resp.Pid, err = m.startPause()
 	case api.OpShutdown:

@@ -38,7 +38,7 @@ func (s *Service) settleUnrecordedStart(ctx context.Context, c store.Container) 
 	if err != nil {
 		return c
 	}
-	states, err := monitor.Client{Socket: sb.MonitorSocket}.State(ctx)
+	states, err := monitor.Client{Socket: sb.MonitorSocket}.SettledState(ctx)
 	if err != nil {
 		return c
 	}
@@ -56,9 +56,6 @@ func (s *Service) settleUnrecordedStart(ctx context.Context, c store.Container) 
 // removeContainer kills, forgets, unmounts and deletes a container; every
 // step tolerates having been done already.
 func (s *Service) removeContainer(ctx context.Context, c store.Container) error {
-	if c.State() == store.ContainerCreated {
-		c = s.settleUnrecordedStart(ctx, c)
-	}
 	if err := s.stopContainer(ctx, c, 0, syscall.SIGKILL); err != nil {
 		return err
 	}

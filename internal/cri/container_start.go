@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,6 +46,14 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 	pid, err := monitor.Client{Socket: sb.MonitorSocket}.Start(ctx, c.ID, c.Bundle, monitor.StartOptions{
 		LogPath: c.LogFile, Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
 	})
+	if errors.Is(err, monitor.ErrAlreadyStarted) {
+		// A start the daemon died before recording: record it, once the
+		// monitor has its PID.
+		if c = s.settleUnrecordedStart(ctx, c); c.State() == store.ContainerCreated {
+			return nil, fmt.Errorf("container %s is still being started: %w", c.ID, errdefs.ErrUnavailable)
+		}
+		return &runtime.StartContainerResponse{}, nil
+	}
 	if err != nil {
 		now := time.Now().UTC()
 		if _, uerr := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {

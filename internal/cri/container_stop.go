@@ -48,6 +48,9 @@ func (s *Service) StopContainer(ctx context.Context, r *runtime.StopContainerReq
 // stopContainer stops a running container: sig, up to timeout, then
 // SIGKILL to all its processes. It returns once the exit is recorded.
 func (s *Service) stopContainer(ctx context.Context, c store.Container, timeout time.Duration, sig syscall.Signal) error {
+	if c.State() == store.ContainerCreated {
+		c = s.settleUnrecordedStart(ctx, c)
+	}
 	if c.State() != store.ContainerRunning {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -149,10 +150,11 @@ func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monito
 	for _, c := range s.podContainers(sb.ID) {
 		if st, ok := known[c.ID]; ok && c.State() == store.ContainerCreated {
 			// The daemon died between the monitor's start and the record:
-			// the container did start (or is starting: no PID yet; its exit
-			// event will settle the record).
+			// the container did start, or is starting (no PID yet).
 			if st.Pid > 0 {
 				s.adoptStarted(c.ID, st)
+			} else {
+				go s.awaitStart(ctx, client, c.ID)
 			}
 			continue
 		}
@@ -171,6 +173,25 @@ func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monito
 		}
 		s.recordExit(c.ID, api.Exit{Code: 255, FinishedAt: time.Now().UTC()}, reasonExitUnknown,
 			"the monitor has no record of this container and it left no exit record")
+	}
+}
+
+// awaitStart waits, without holding anything up, for a start the monitor
+// is still making of a container recorded as created, and records it.
+func (s *Service) awaitStart(ctx context.Context, client monitor.Client, id string) {
+	for ctx.Err() == nil {
+		states, err := client.SettledState(ctx)
+		if err != nil {
+			return // the event loop handles a monitor that went away
+		}
+		i := slices.IndexFunc(states, func(st api.Container) bool { return st.ID == id })
+		switch {
+		case i < 0:
+			return // the start failed: the monitor forgot it
+		case states[i].Pid > 0:
+			s.adoptStarted(id, states[i])
+			return
+		}
 	}
 }
 
@@ -239,6 +260,11 @@ func (s *Service) monitorDied(ctx context.Context, sb store.Sandbox) {
 	s.logger.Warn("pod monitor is gone; stopping its containers", "pod", sb.ID, "monitor_pid", sb.MonitorPid)
 	r := s.handlerOf(sb).Runc()
 	for _, c := range s.podContainers(sb.ID) {
+		if c.State() == store.ContainerCreated {
+			// Its start may have run unrecorded: the runtime kills it if so.
+			_ = r.Delete(ctx, c.ID, &runc.DeleteOpts{Force: true})
+			continue
+		}
 		if c.State() != store.ContainerRunning {
 			continue
 		}

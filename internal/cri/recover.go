@@ -61,7 +61,12 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 			killOrphanMonitor(s.monitorSocket(id))
 			_ = os.Remove(s.monitorSocket(id))
 		}
-		s.detachOrphanNetwork(ctx, id, dir)
+		if err := s.detachOrphanNetwork(ctx, id, dir); err != nil {
+			// Keep the pinned netns and config.pb for the next start's
+			// try: without them nothing could release the IP and rules.
+			s.logger.Warn("half-made pod not detached from its network; kept for the next start", "id", id, "error", err)
+			continue
+		}
 		if err := sandbox.Remove(dir); err != nil {
 			return fmt.Errorf("remove half-made pod %s: %w", id, err)
 		}
@@ -100,38 +105,48 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 }
 
 // orphanPluginWait bounds how long recovery lets a dead daemon's CNI
-// plugins finish their work on a half-made pod before killing them.
-const orphanPluginWait = 10 * time.Second
+// plugins finish their work on a half-made pod before killing them, and
+// orphanDetachTimeout its CNI DEL: the gate is closed meanwhile.
+const (
+	orphanPluginWait    = 10 * time.Second
+	orphanDetachTimeout = time.Minute
+)
 
 // detachOrphanNetwork runs CNI DEL for a half-made pod that may have been
 // attached (its config was written before CNI ADD), while its network
 // namespace is still pinned: the plugins find its addresses there to
-// remove their rules, and release its IP. A failure is logged: the pod's
-// directory goes either way.
-func (s *Service) detachOrphanNetwork(ctx context.Context, id, dir string) {
+// remove their rules, and release its IP. With no CNI config loadable
+// nothing can run DEL, and the pod goes anyway (as detachNetwork does).
+func (s *Service) detachOrphanNetwork(ctx context.Context, id, dir string) error {
 	raw, err := os.ReadFile(filepath.Join(dir, podConfigFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return
-	}
-	var cfg runtime.PodSandboxConfig
-	if err == nil {
-		err = proto.Unmarshal(raw, &cfg)
-	}
-	if err == nil {
-		settle, cancel := context.WithTimeout(ctx, orphanPluginWait)
-		network.SettleOrphanPlugins(settle, id)
-		cancel()
-		m := cfg.GetMetadata()
-		sb := store.Sandbox{
-			ID:       id,
-			Metadata: store.PodMetadata{Name: m.GetName(), UID: m.GetUid(), Namespace: m.GetNamespace(), Attempt: m.GetAttempt()},
-			Paths:    store.SandboxPaths{NetNS: filepath.Join(dir, "ns", sandbox.NetNS)},
-		}
-		err = s.network.Teardown(ctx, podNetwork(sb, &cfg))
+		return nil
 	}
 	if err != nil {
-		s.logger.Warn("half-made pod not detached from its network", "id", id, "error", err)
+		return err
 	}
+	var cfg runtime.PodSandboxConfig
+	if err := proto.Unmarshal(raw, &cfg); err != nil {
+		s.logger.Warn("half-made pod's config unreadable; not detached from its network", "id", id, "error", err)
+		return nil
+	}
+	settle, cancel := context.WithTimeout(ctx, orphanPluginWait)
+	network.SettleOrphanPlugins(settle, id)
+	cancel()
+	m := cfg.GetMetadata()
+	sb := store.Sandbox{
+		ID:       id,
+		Metadata: store.PodMetadata{Name: m.GetName(), UID: m.GetUid(), Namespace: m.GetNamespace(), Attempt: m.GetAttempt()},
+		Paths:    store.SandboxPaths{NetNS: filepath.Join(dir, "ns", sandbox.NetNS)},
+	}
+	del, cancel := context.WithTimeout(ctx, orphanDetachTimeout)
+	defer cancel()
+	err = s.network.Teardown(del, podNetwork(sb, &cfg))
+	if errors.Is(err, network.ErrNoConfig) {
+		s.logger.Warn("half-made pod not detached from its network: no CNI config", "id", id)
+		return nil
+	}
+	return err
 }
 
 // killOrphanMonitor kills the monitor a half-made pod started, found by

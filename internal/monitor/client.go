@@ -139,8 +139,15 @@ type StartOptions struct {
 // Start runs the container in bundle and returns its PID.
 func (c Client) Start(ctx context.Context, id, bundle string, o StartOptions) (int, error) {
 	resp, err := c.call(ctx, api.Request{Op: api.OpStart, ID: id, Bundle: bundle, LogPath: o.LogPath, Stdin: o.Stdin, StdinOnce: o.StdinOnce})
+	if resp.AlreadyStarted {
+		return 0, fmt.Errorf("container %s: %w", id, ErrAlreadyStarted)
+	}
 	return resp.Pid, err
 }
+
+// ErrAlreadyStarted means the monitor had started the container before:
+// a start the daemon did not record (it died mid-StartContainer).
+var ErrAlreadyStarted = errors.New("already started by the monitor")
 
 // Kill sends sig to the container's init, or to all its processes.
 func (c Client) Kill(ctx context.Context, id string, sig syscall.Signal, all bool) error {
@@ -163,6 +170,13 @@ func (c Client) Reopen(ctx context.Context, id, logPath string) error {
 // State lists the containers the monitor knows.
 func (c Client) State(ctx context.Context) ([]api.Container, error) {
 	resp, err := c.call(ctx, api.Request{Op: api.OpState})
+	return resp.Containers, err
+}
+
+// SettledState is State once the starts in progress have finished (up to
+// the monitor's bound), so that every started container has its PID.
+func (c Client) SettledState(ctx context.Context) ([]api.Container, error) {
+	resp, err := c.call(ctx, api.Request{Op: api.OpState, Settle: true})
 	return resp.Containers, err
 }
 

@@ -25,12 +25,25 @@ func SettleOrphanPlugins(ctx context.Context, id string) {
 		}
 		select {
 		case <-ctx.Done():
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+			killAll(marker)
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// killAll kills the processes with marker in their environment until none
+// is left: one may start a child between a scan and the kill.
+func killAll(marker []byte) {
+	for range 50 {
+		pids := processesWithEnv(marker)
+		if len(pids) == 0 {
+			return
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(10 * time.Millisecond) // let the killed exit before the next scan
 	}
 }
 

@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -263,6 +265,16 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 			}
 		}
 		t.Logf("round %d: %d pods and %d containers after the restart", round, len(pods.Items), len(ctrs.Containers))
+		// A stopped pod runs nothing, whatever the crash kept from its
+		// records (a container started, not recorded so).
+		for _, sb := range pods.Items {
+			if _, err := p.runtime.StopPodSandbox(t.Context(), &runtime.StopPodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+				t.Errorf("round %d: stop pod %s: %v", round, sb.Id, err)
+			}
+		}
+		if running := runtimeRunning(t, p.daemon.State); len(running) > 0 {
+			t.Errorf("round %d: containers still running in the runtime after every pod was stopped: %v", round, running)
+		}
 		for _, sb := range pods.Items {
 			if _, err := p.runtime.RemovePodSandbox(t.Context(), &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
 				monitorLog, _ := os.ReadFile(filepath.Join(p.daemon.State, "pods", sb.Id, "monitor.log"))
@@ -293,4 +305,34 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 			t.Errorf("%d entries left in state/%s", n, dir)
 		}
 	}
+}
+
+// runtimeRunning lists the containers each handler's runtime (its state in
+// <state>/runtimes/<handler>) has running.
+func runtimeRunning(t *testing.T, state string) []string {
+	t.Helper()
+	roots, _ := filepath.Glob(filepath.Join(state, "runtimes", "*"))
+	var running []string
+	for _, root := range roots {
+		bin := filepath.Base(root)
+		if bin == "runc-upstream" {
+			bin = "/usr/local/libexec/berth/runc"
+		}
+		out, err := exec.Command(bin, "--root", root, "list", "--format", "json").Output()
+		if err != nil {
+			t.Fatalf("%s list: %v", bin, err)
+		}
+		var list []struct{ ID, Status string }
+		if len(bytes.TrimSpace(out)) > 0 && string(bytes.TrimSpace(out)) != "null" {
+			if err := json.Unmarshal(out, &list); err != nil {
+				t.Fatalf("%s list: %v: %s", bin, err, out)
+			}
+		}
+		for _, c := range list {
+			if c.Status == "running" || c.Status == "created" {
+				running = append(running, filepath.Base(root)+"/"+c.ID+" "+c.Status)
+			}
+		}
+	}
+	return running
 }

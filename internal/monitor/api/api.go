@@ -47,6 +47,9 @@ type Request struct {
 	// Process is the OCI process spec (JSON) for Exec; its terminal field
 	// asks for a pty.
 	Process json.RawMessage `json:"process,omitempty"`
+	// Settle (State): answer once the starts in progress have finished
+	// (bounded), so that every started container has its PID.
+	Settle bool `json:"settle,omitempty"`
 }
 
 // Response answers a Request. Error is set when the call failed.
@@ -54,6 +57,8 @@ type Response struct {
 	Error      string      `json:"error,omitempty"`
 	Pid        int         `json:"pid,omitempty"`
 	Containers []Container `json:"containers,omitempty"`
+	// AlreadyStarted (Start): the monitor had started the container before.
+	AlreadyStarted bool `json:"already_started,omitempty"`
 }
 
 // Container is what the monitor knows about one container.
