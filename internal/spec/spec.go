@@ -257,12 +257,9 @@ func capabilities(sc *runtime.LinuxContainerSecurityContext, bounding uint64) (*
 			if isAll(c) {
 				continue
 			}
-			name, err := capName(c)
+			name, err := grantable(c, all, "linux.security_context.capabilities")
 			if err != nil {
 				return nil, err
-			}
-			if !slices.Contains(all, name) {
-				return nil, fmt.Errorf("linux.security_context.capabilities: %s is outside berth's own bounding set, so no container can have it: %w", name, errdefs.ErrFailedPrecondition)
 			}
 			if !slices.Contains(set, name) {
 				set = append(set, name)
@@ -283,12 +280,9 @@ func capabilities(sc *runtime.LinuxContainerSecurityContext, bounding uint64) (*
 	// kernel keeps only those also permitted and inheritable.
 	var ambient []string
 	for _, c := range sc.GetCapabilities().GetAddAmbientCapabilities() {
-		name, err := capName(c)
+		name, err := grantable(c, all, "linux.security_context.capabilities.add_ambient_capabilities")
 		if err != nil {
 			return nil, err
-		}
-		if !slices.Contains(all, name) {
-			return nil, fmt.Errorf("linux.security_context.capabilities.add_ambient_capabilities: %s is outside berth's own bounding set, so no container can have it: %w", name, errdefs.ErrFailedPrecondition)
 		}
 		if !slices.Contains(set, name) {
 			set = append(set, name)
@@ -301,6 +295,19 @@ func capabilities(sc *runtime.LinuxContainerSecurityContext, bounding uint64) (*
 }
 
 func isAll(c string) bool { return strings.EqualFold(c, "ALL") }
+
+// grantable is capability c's name when a container may have it: it must
+// exist and be within all, the daemon's own bounding set.
+func grantable(c string, all []string, field string) (string, error) {
+	name, err := capName(c)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(all, name) {
+		return "", fmt.Errorf("%s: %s is outside berth's own bounding set, so no container can have it: %w", field, name, errdefs.ErrFailedPrecondition)
+	}
+	return name, nil
+}
 
 func capName(c string) (string, error) {
 	name := strings.ToUpper(c)

@@ -64,20 +64,7 @@ func TestManyPodsInParallel(t *testing.T) {
 	if err != nil || len(leaks) > 0 {
 		t.Fatalf("leaked (%v):\n%s", err, strings.Join(leaks, "\n"))
 	}
-	if n := countVeths(t); n != vethsBefore {
-		t.Errorf("%d veth interfaces after, %d before", n, vethsBefore)
-	}
-	if files, _ := filepath.Glob("/var/lib/cni/networks/berth-e2e/10.*"); len(files) != 0 {
-		t.Errorf("IP reservations left: %v", files)
-	}
-	if rules := cniRules(t); len(rules) != len(rulesBefore) {
-		t.Errorf("%d CNI iptables rules before, %d after:\n%s", len(rulesBefore), len(rules), strings.Join(rules, "\n"))
-	}
-	for _, dir := range []string{"pods", "containers"} {
-		if n := countDirs(t, filepath.Join(p.daemon.State, dir)); n != 0 {
-			t.Errorf("%d entries left in state/%s", n, dir)
-		}
-	}
+	p.checkNothingLeft(t, vethsBefore, rulesBefore)
 	// Every hierarchy: the v1 controllers, or the v2 unified tree.
 	parents, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
 	parents = append(parents, "/sys/fs/cgroup"+parent)
@@ -167,4 +154,25 @@ func countVeths(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return strings.Count(string(out), "\n")
+}
+
+// checkNothingLeft, after every pod is removed, finds no veth, host-local
+// IP reservation or CNI iptables rule beyond those there before, and no
+// pod, container or pause directory in the state.
+func (p *podEnv) checkNothingLeft(t *testing.T, vethsBefore int, rulesBefore []string) {
+	t.Helper()
+	if n := countVeths(t); n != vethsBefore {
+		t.Errorf("%d veth interfaces after, %d before", n, vethsBefore)
+	}
+	if files, _ := filepath.Glob("/var/lib/cni/networks/berth-e2e/10.*"); len(files) != 0 {
+		t.Errorf("IP reservations left: %v", files)
+	}
+	if rules := cniRules(t); len(rules) != len(rulesBefore) {
+		t.Errorf("%d CNI iptables rules before, %d after:\n%s", len(rulesBefore), len(rules), strings.Join(rules, "\n"))
+	}
+	for _, dir := range []string{"pods", "containers", "pause"} {
+		if n := countDirs(t, filepath.Join(p.daemon.State, dir)); n != 0 {
+			t.Errorf("%d entries left in state/%s", n, dir)
+		}
+	}
 }

@@ -291,20 +291,7 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 			t.Fatalf("round %d: leaked (%v):\n%s", round, err, strings.Join(leaks, "\n"))
 		}
 	}
-	if n := countVeths(t); n != vethsBefore {
-		t.Errorf("%d veth interfaces after, %d before", n, vethsBefore)
-	}
-	if files, _ := filepath.Glob("/var/lib/cni/networks/berth-e2e/10.*"); len(files) != 0 {
-		t.Errorf("IP reservations left: %v", files)
-	}
-	if rules := cniRules(t); len(rules) != len(rulesBefore) {
-		t.Errorf("%d CNI iptables rules before, %d after:\n%s", len(rulesBefore), len(rules), strings.Join(rules, "\n"))
-	}
-	for _, dir := range []string{"pods", "containers", "pause"} {
-		if n := countDirs(t, filepath.Join(p.daemon.State, dir)); n != 0 {
-			t.Errorf("%d entries left in state/%s", n, dir)
-		}
-	}
+	p.checkNothingLeft(t, vethsBefore, rulesBefore)
 }
 
 // runtimeRunning lists the containers each handler's runtime (its state in
