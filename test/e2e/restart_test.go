@@ -200,12 +200,19 @@ func TestHalfMadePodIsCleanedUpOnRestart(t *testing.T) {
 
 // TestSIGKILLAtRandomMoments: the daemon is killed at a random moment while
 // pods (some in user namespaces) and containers are being made and
-// removed, several times over.
+// removed, several times over — with pinned namespaces, and in the classic
+// pause-container mode.
 // After each restart every record is consistent (each container's pod is
 // listed) and everything can be removed; in the end nothing is left: no
 // mount, monitor, state directory, veth, IP reservation or CNI rule.
 func TestSIGKILLAtRandomMoments(t *testing.T) {
-	p := newPodEnv(t)
+	t.Run("pinned", func(t *testing.T) { sigkillAtRandomMoments(t, newPodEnv(t)) })
+	t.Run("pause containers", func(t *testing.T) {
+		sigkillAtRandomMoments(t, newPodEnvWith(t, "pause_container = true", "registry.k8s.io/pause:3.10"))
+	})
+}
+
+func sigkillAtRandomMoments(t *testing.T, p *podEnv) {
 	vethsBefore, rulesBefore := countVeths(t), cniRules(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
