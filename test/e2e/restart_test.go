@@ -18,6 +18,7 @@ import (
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
@@ -329,4 +330,56 @@ func runtimeRunning(t *testing.T, state string) []string {
 		}
 	}
 	return running
+}
+
+// TestUnrecordedStartIsRecorded: a daemon that dies in StartContainer after
+// the monitor started the container but before the record said so leaves
+// a running container recorded as created. Made here by starting it
+// through the pod's monitor directly: a repeated StartContainer succeeds,
+// a restart records the start, a StopContainer really stops it.
+func TestUnrecordedStartIsRecorded(t *testing.T) {
+	p := newPodEnv(t)
+	podID, podCfg := p.runPod(t, "unrecorded")
+	sb, err := p.runtime.PodSandboxStatus(t.Context(), &runtime.PodSandboxStatusRequest{PodSandboxId: podID, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ MonitorSocket string }
+	if err := json.Unmarshal([]byte(sb.Info["info"]), &info); err != nil || info.MonitorSocket == "" {
+		t.Fatalf("no monitor socket in %s: %v", sb.Info["info"], err)
+	}
+	startBehindDaemon := func(name string) string {
+		id := p.createContainer(t, podID, podCfg, name, "sleep", "1000")
+		bundle := filepath.Join(p.daemon.State, "containers", id)
+		if _, err := (monitor.Client{Socket: info.MonitorSocket}).Start(t.Context(), id, bundle, monitor.StartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if st := p.status(t, id); st.State != runtime.ContainerState_CONTAINER_CREATED {
+			t.Fatalf("%s: %v before the test's point", name, st.State)
+		}
+		return id
+	}
+	retried, restarted, stopped := startBehindDaemon("retried"), startBehindDaemon("restarted"), startBehindDaemon("stopped")
+
+	p.start(t, retried)
+	if st := p.status(t, retried); st.State != runtime.ContainerState_CONTAINER_RUNNING || st.StartedAt == 0 {
+		t.Errorf("after a repeated StartContainer: %v started at %d, want running", st.State, st.StartedAt)
+	}
+
+	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: stopped}); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.status(t, stopped); st.State != runtime.ContainerState_CONTAINER_EXITED {
+		t.Errorf("after StopContainer: %v, want exited", st.State)
+	}
+	for _, r := range runtimeRunning(t, p.daemon.State) {
+		if strings.Contains(r, stopped) {
+			t.Errorf("the runtime still runs the stopped container: %s", r)
+		}
+	}
+
+	p.killAndRestart(t)
+	if st := p.status(t, restarted); st.State != runtime.ContainerState_CONTAINER_RUNNING || mainPid(t, p, restarted) <= 0 {
+		t.Errorf("after a restart: %v, want running with its pid", st.State)
+	}
 }
