@@ -205,7 +205,9 @@ func (s *Service) adoptStarted(id string, st api.Container) {
 			c.StartedAt, c.Pid = now, st.Pid
 		}
 		return c, nil
-	}); err != nil && !errdefs.IsNotFound(err) {
+	}); errdefs.IsNotFound(err) {
+		return // removed meanwhile
+	} else if err != nil {
 		s.logger.Error("record a start the daemon missed", "id", id, "error", err)
 		return
 	}
