@@ -92,7 +92,7 @@ func (p *podEnv) podRoundTripIn(t *testing.T, cfg *runtime.PodSandboxConfig, han
 	ctx := t.Context()
 	pod, err := p.runtime.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 	if err != nil {
-		return err
+		return fmt.Errorf("RunPodSandbox: %w", err)
 	}
 	var ids []string
 	for _, c := range []string{"a", "b"} {
@@ -108,26 +108,28 @@ func (p *podEnv) podRoundTripIn(t *testing.T, cfg *runtime.PodSandboxConfig, han
 			},
 		})
 		if err != nil {
-			return err
+			return fmt.Errorf("CreateContainer: %w", err)
 		}
 		if _, err := p.runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
-			return err
+			return fmt.Errorf("StartContainer: %w", err)
 		}
 		ids = append(ids, ctr.ContainerId)
 	}
 	for _, id := range ids {
 		if _, err := p.runtime.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: id, Timeout: 0}); err != nil {
-			return err
+			return fmt.Errorf("StopContainer: %w", err)
 		}
 		if _, err := p.runtime.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: id}); err != nil {
-			return err
+			return fmt.Errorf("RemoveContainer: %w", err)
 		}
 	}
 	if _, err := p.runtime.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
-		return err
+		return fmt.Errorf("StopPodSandbox: %w", err)
 	}
-	_, err = p.runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
-	return err
+	if _, err := p.runtime.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		return fmt.Errorf("RemovePodSandbox: %w", err)
+	}
+	return nil
 }
 
 // cniRules lists the iptables rules and chains the CNI plugins make

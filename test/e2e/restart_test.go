@@ -242,6 +242,9 @@ func sigkillAtRandomMoments(t *testing.T, p *podEnv) {
 					if err != nil {
 						if !killed.Load() {
 							t.Errorf("round %d worker %d before the kill: %v", round, w, err)
+						} else {
+							// Which call the kill interrupted, for the record.
+							t.Logf("round %d worker %d: killed in %s", round, w, strings.SplitN(err.Error(), ":", 2)[0])
 						}
 						return
 					}
