@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/store"
+	"github.com/berth-cri/berth/internal/sysinfo"
 )
 
 // Recover brings the daemon's view in line with the host after a restart,
@@ -153,13 +153,9 @@ func (s *Service) detachOrphanNetwork(ctx context.Context, id, dir string) error
 // the socket it serves (the daemon may have died before it wrote the
 // monitor's PID down).
 func killOrphanMonitor(socket string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		cmdline, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(cmdline), "berth-monitor") || !strings.Contains(string(cmdline), "\x00"+socket+"\x00") {
-			continue
-		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+	for _, pid := range sysinfo.Processes("cmdline", socket) {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err == nil && strings.Contains(string(cmdline), "berth-monitor") {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}

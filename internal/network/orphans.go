@@ -1,13 +1,11 @@
 package network
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/berth-cri/berth/internal/sysinfo"
 )
 
 // SettleOrphanPlugins waits for CNI plugin processes still working on pod
@@ -17,9 +15,9 @@ import (
 // it. Plugins are found by the CNI_CONTAINERID their runtime gave them,
 // which their own children (IPAM plugins, iptables) inherit.
 func SettleOrphanPlugins(ctx context.Context, id string) {
-	marker := []byte("CNI_CONTAINERID=" + id + "\x00")
+	marker := "CNI_CONTAINERID=" + id
 	for {
-		pids := processesWithEnv(marker)
+		pids := sysinfo.Processes("environ", marker)
 		if len(pids) == 0 {
 			return
 		}
@@ -34,9 +32,9 @@ func SettleOrphanPlugins(ctx context.Context, id string) {
 
 // killAll kills the processes with marker in their environment until none
 // is left: one may start a child between a scan and the kill.
-func killAll(marker []byte) {
+func killAll(marker string) {
 	for range 50 {
-		pids := processesWithEnv(marker)
+		pids := sysinfo.Processes("environ", marker)
 		if len(pids) == 0 {
 			return
 		}
@@ -45,20 +43,4 @@ func killAll(marker []byte) {
 		}
 		time.Sleep(10 * time.Millisecond) // let the killed exit before the next scan
 	}
-}
-
-// processesWithEnv lists the processes whose environment holds entry.
-func processesWithEnv(entry []byte) []int {
-	paths, _ := filepath.Glob("/proc/[0-9]*/environ")
-	var pids []int
-	for _, p := range paths {
-		env, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(append([]byte{0}, env...), append([]byte{0}, entry...)) {
-			continue
-		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }

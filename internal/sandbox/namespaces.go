@@ -33,20 +33,12 @@ var cloneFlags = map[string]int{NetNS: unix.CLONE_NEWNET, IPCNS: unix.CLONE_NEWI
 // is never unlocked: when the goroutine ends, the Go runtime terminates it
 // rather than return a thread in foreign namespaces to the pool.
 func pinNamespaces(files map[string]string, hostname string) error {
-	flags := 0
-	for kind := range files {
-		f, ok := cloneFlags[kind]
-		if !ok {
-			return fmt.Errorf("unknown namespace kind %q", kind)
-		}
-		flags |= f
+	flags, err := cloneFlagsOf(files)
+	if err != nil {
+		return err
 	}
-	for _, path := range files {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
-		if err != nil {
-			return fmt.Errorf("namespace file: %w", err)
-		}
-		f.Close()
+	if err := createPinFiles(files); err != nil {
+		return err
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -79,6 +71,33 @@ func pinNamespaces(files map[string]string, hostname string) error {
 	if err := <-done; err != nil {
 		unpinNamespaces(files)
 		return err
+	}
+	return nil
+}
+
+// cloneFlagsOf is the CLONE_NEW* flags that make namespaces of the kinds
+// files are for.
+func cloneFlagsOf(files map[string]string) (int, error) {
+	flags := 0
+	for kind := range files {
+		f, ok := cloneFlags[kind]
+		if !ok {
+			return 0, fmt.Errorf("unknown namespace kind %q", kind)
+		}
+		flags |= f
+	}
+	return flags, nil
+}
+
+// createPinFiles creates the empty files namespaces are bind-mounted on;
+// one that exists already is an error (a pod's files are its own).
+func createPinFiles(files map[string]string) error {
+	for _, path := range files {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+		if err != nil {
+			return fmt.Errorf("namespace file: %w", err)
+		}
+		f.Close()
 	}
 	return nil
 }

@@ -23,24 +23,16 @@ const UserNS = "user"
 // cloned into the new namespaces and, traced, stops at its execve without
 // running anything; its namespaces are bind-mounted and it is killed.
 func pinInUserNamespace(files map[string]string, userFile string, uids, gids []specs.LinuxIDMapping, hostname string) (retErr error) {
-	flags := uintptr(unix.CLONE_NEWUSER)
-	for kind := range files {
-		f, ok := cloneFlags[kind]
-		if !ok {
-			return fmt.Errorf("unknown namespace kind %q", kind)
-		}
-		flags |= uintptr(f)
+	flags, err := cloneFlagsOf(files)
+	if err != nil {
+		return err
 	}
 	all := map[string]string{UserNS: userFile}
 	for kind, path := range files {
 		all[kind] = path
 	}
-	for _, path := range all {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
-		if err != nil {
-			return fmt.Errorf("namespace file: %w", err)
-		}
-		f.Close()
+	if err := createPinFiles(all); err != nil {
+		return err
 	}
 	defer func() {
 		if retErr != nil {
@@ -56,7 +48,7 @@ func pinInUserNamespace(files map[string]string, userFile string, uids, gids []s
 	// The argument is no command of berth's: should the child ever run, it
 	// exits at once.
 	proc, err := os.StartProcess("/proc/self/exe", []string{"berth", "userns-holder"}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
-		Cloneflags:                 flags,
+		Cloneflags:                 uintptr(flags | unix.CLONE_NEWUSER),
 		UidMappings:                sysMaps(uids),
 		GidMappings:                sysMaps(gids),
 		GidMappingsEnableSetgroups: true, // containers set their groups

@@ -1,11 +1,13 @@
 // Package sysinfo reads the host facts that berth adapts to: the cgroup
 // version, whether systemd manages the host, and which cgroup driver follows
-// from both and the configuration.
+// from both and the configuration; and which processes run.
 package sysinfo
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -114,4 +116,22 @@ func AppArmorProfiles() map[string]bool {
 func SELinuxEnabled() bool {
 	_, err := os.Stat("/sys/fs/selinux/enforce")
 	return err == nil
+}
+
+// Processes lists the PIDs of the processes whose /proc/<pid>/<file>
+// (cmdline, environ: NUL-separated fields) holds field as a whole field.
+func Processes(file, field string) []int {
+	paths, _ := filepath.Glob("/proc/[0-9]*/" + file)
+	want := []byte("\x00" + field + "\x00")
+	var pids []int
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(append(append([]byte{0}, b...), 0), want) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
