@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/berth-cri/berth/internal/keylock"
 )
 
 // Record is what a Table holds. Key is the record's unique ID (64 hex
@@ -22,12 +25,19 @@ type Record interface {
 // that serve every read. Writes reach the database before they return, so a
 // record a caller has been told about survives a crash.
 //
+// Reads never wait for the disk: a write holds only its record's key lock
+// while the database flushes, and takes the index lock just to swap the
+// record in afterwards. Until then readers see the record as it was, so no
+// reader ever sees a change that a crash could still lose.
+//
 // Values handed out are copies of the struct; maps and slices inside them are
 // shared and MUST be treated as read-only. Change a record with Update.
 type Table[T Record] struct {
 	db     *bolt.DB
 	bucket []byte
 	kind   string // "pod sandbox", "container": for error messages
+
+	writes keylock.Locks // one writer per key at a time, across its flush
 
 	mu    sync.RWMutex
 	items map[string]T      // key -> record; guarded by mu
@@ -103,24 +113,36 @@ func (t *Table[T]) Add(r T) error {
 	if key == "" {
 		return fmt.Errorf("%s has no id: %w", t.kind, errdefs.ErrInvalidArgument)
 	}
+	unlock := t.lockKey(key)
+	defer unlock()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.items[key]; ok {
+	_, exists := t.items[key]
+	var err error
+	if !exists && name != "" {
+		err = t.reserveName(name, key)
+	}
+	t.mu.Unlock()
+	if exists {
 		return fmt.Errorf("%s %s: %w", t.kind, key, errdefs.ErrAlreadyExists)
 	}
-	if name != "" {
-		if err := t.reserveName(name, key); err != nil {
-			return err
-		}
-	}
-	if err := t.put(r); err != nil {
-		if name != "" {
-			delete(t.names, name)
-		}
+	if err != nil {
 		return err
 	}
+	if err := t.put(r); err != nil {
+		t.ReleaseName(name, key)
+		return err
+	}
+	t.mu.Lock()
 	t.items[key] = r
+	t.mu.Unlock()
 	return nil
+}
+
+// lockKey serializes the writes of one record.
+func (t *Table[T]) lockKey(key string) func() {
+	// Background: a store write is never given up half-way.
+	unlock, _ := t.writes.Lock(context.Background(), key)
+	return unlock
 }
 
 // Get resolves ref, a full key or a unique prefix of one, to its record.
@@ -167,13 +189,16 @@ func (t *Table[T]) resolve(ref string) (string, error) {
 }
 
 // Update applies fn to the record with the given full key and stores the
-// result. fn runs under the table's lock: keep it short and free of I/O.
-// A name change is not allowed.
+// result. Updates of one record are serialized: fn sees the result of the
+// one before. fn runs under the record's write lock, not the table's: keep
+// it short anyway. A name change is not allowed.
 func (t *Table[T]) Update(key string, fn func(T) (T, error)) (T, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	unlock := t.lockKey(key)
+	defer unlock()
 	var zero T
+	t.mu.RLock()
 	old, ok := t.items[key]
+	t.mu.RUnlock()
 	if !ok {
 		return zero, fmt.Errorf("%s %q: %w", t.kind, key, errdefs.ErrNotFound)
 	}
@@ -187,16 +212,20 @@ func (t *Table[T]) Update(key string, fn func(T) (T, error)) (T, error) {
 	if err := t.put(r); err != nil {
 		return zero, err
 	}
+	t.mu.Lock()
 	t.items[key] = r
+	t.mu.Unlock()
 	return r, nil
 }
 
 // Delete removes the record with the given full key and frees its name.
 // A missing record is NotFound.
 func (t *Table[T]) Delete(key string) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	unlock := t.lockKey(key)
+	defer unlock()
+	t.mu.RLock()
 	r, ok := t.items[key]
+	t.mu.RUnlock()
 	if !ok {
 		return fmt.Errorf("%s %q: %w", t.kind, key, errdefs.ErrNotFound)
 	}
@@ -206,6 +235,8 @@ func (t *Table[T]) Delete(key string) error {
 	if err != nil {
 		return fmt.Errorf("delete %s %s: %w", t.kind, key, err)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	delete(t.items, key)
 	if n := r.UniqueName(); n != "" && t.names[n] == key {
 		delete(t.names, n)
