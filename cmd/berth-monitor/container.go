@@ -20,6 +20,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/beneath"
 	"github.com/berth-cri/berth/internal/cgroup"
 	"github.com/berth-cri/berth/internal/crilog"
 	"github.com/berth-cri/berth/internal/monitor/api"
@@ -138,9 +139,9 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 func (m *monitor) create(ctx context.Context, c *container, req api.Request) (int, error) {
 	var logFile io.WriteCloser = discard{}
 	if req.LogPath != "" {
-		f, err := os.OpenFile(req.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		f, err := openLog(req)
 		if err != nil {
-			return 0, fmt.Errorf("open log: %w", err)
+			return 0, err
 		}
 		logFile = f
 	}
@@ -359,8 +360,12 @@ func (m *monitor) publish(ev api.Event) {
 		select {
 		case ch <- ev:
 		default:
-			// A subscriber that does not keep up loses events; the exit
-			// file and State are the record it recovers from.
+			// A subscriber that does not keep up is cut off rather than
+			// silently miss an exit: the daemon subscribes again and
+			// reconciles from State.
+			delete(m.subscribers, ch)
+			close(ch)
+			m.logger.Warn("events subscriber fell behind; cut off")
 		}
 	}
 }
@@ -391,11 +396,16 @@ func (m *monitor) kill(ctx context.Context, req api.Request) error {
 	if !st.Running || st.Pid <= 0 {
 		return nil // exited, or its start failed
 	}
-	// The monitor reaps the init process, so its PID cannot be reused
-	// while it is still recorded as running. Killing init ends a container
-	// with its own PID namespace; --all reaches the rest when it shares one.
-	if err := syscall.Kill(st.Pid, syscall.Signal(req.Signal)); err != nil && !errors.Is(err, syscall.ESRCH) {
+	// The reaper signals init only while it is unreaped: the PID of an
+	// exit being drained may already be another process's. Killing init
+	// ends a container with its own PID namespace; --all reaches the rest
+	// when it shares one.
+	alive, err := m.reaper.signal(st.Pid, syscall.Signal(req.Signal))
+	if err != nil {
 		return fmt.Errorf("kill %d: %w", st.Pid, err)
+	}
+	if !alive {
+		return nil // exited; its exit is being recorded
 	}
 	if req.All && !c.facts.ownPIDNS {
 		if err := c.runc.Kill(ctx, c.id, req.Signal, &runc.KillOpts{All: true}); err != nil && c.state().Running && processAlive(st.Pid) {
@@ -423,7 +433,7 @@ func (m *monitor) delete(req api.Request) error {
 		return nil // already gone
 	}
 	if c.state().Running {
-		return fmt.Errorf("container %s is running", c.id)
+		return runningError{c.id}
 	}
 	m.mu.Lock()
 	delete(m.containers, req.ID)
@@ -442,11 +452,38 @@ func (m *monitor) reopen(req api.Request) error {
 	if req.LogPath == "" {
 		return errors.New("reopen needs log_path")
 	}
-	f, err := os.OpenFile(req.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	f, err := openLog(req)
 	if err != nil {
-		return fmt.Errorf("reopen log: %w", err)
+		return err
 	}
 	return c.log.Swap(f)
+}
+
+// logPathError is a log file that could not be opened: the daemon tells
+// its client which field is at fault.
+type logPathError struct{ err error }
+
+func (e logPathError) Error() string { return "open log: " + e.err.Error() }
+func (e logPathError) Unwrap() error { return e.err }
+
+// openLog opens (creating) a container's CRI log file, and the directories
+// it needs, beneath the pod's log directory when the daemon names it
+// (0755, as containerd makes them).
+func openLog(req api.Request) (*os.File, error) {
+	const flag = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	var f *os.File
+	var err error
+	if req.LogRoot == "" {
+		f, err = os.OpenFile(req.LogPath, flag, 0o640)
+	} else if rel, rerr := filepath.Rel(req.LogRoot, req.LogPath); rerr != nil {
+		err = rerr
+	} else {
+		f, err = beneath.OpenFile(req.LogRoot, rel, flag, 0o640, 0o755)
+	}
+	if err != nil {
+		return nil, logPathError{err}
+	}
+	return f, nil
 }
 
 func (m *monitor) states() []api.Container {
@@ -593,6 +630,11 @@ func (p *pipeIO) Stdin() io.WriteCloser { return nil }
 func (p *pipeIO) Stdout() io.ReadCloser { return nil }
 func (p *pipeIO) Stderr() io.ReadCloser { return nil }
 func (p *pipeIO) Set(cmd *execCmd)      { cmd.Stdin, cmd.Stdout, cmd.Stderr = p.stdin, p.stdout, p.stderr }
+
+// runningError refuses to forget a container that runs.
+type runningError struct{ id string }
+
+func (e runningError) Error() string { return fmt.Sprintf("container %s is running", e.id) }
 
 type discard struct{}
 

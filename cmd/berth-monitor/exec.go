@@ -90,7 +90,7 @@ func (m *monitor) runExec(in io.Reader, fw *api.FrameWriter, req api.Request) (i
 		case <-done:
 		default:
 			// The client went before the process ended.
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			_, _ = m.reaper.signal(pid, syscall.SIGKILL)
 		}
 	}()
 	e := <-exited

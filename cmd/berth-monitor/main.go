@@ -185,8 +185,22 @@ func (m *monitor) serve(conn net.Conn, shutdown func()) {
 	}
 	if err != nil {
 		resp.Error = err.Error()
+		resp.Kind = errorKind(err)
 	}
 	_ = json.NewEncoder(conn).Encode(resp)
+}
+
+// errorKind classifies err for the daemon (api.Kind*).
+func errorKind(err error) string {
+	var lp logPathError
+	var re runningError
+	switch {
+	case errors.As(err, &lp):
+		return api.KindLogPath
+	case errors.As(err, &re):
+		return api.KindRunning
+	}
+	return ""
 }
 
 // waitTimeout waits for wg up to d and says whether it finished.
@@ -228,7 +242,10 @@ func (m *monitor) streamEvents(conn net.Conn) {
 	}
 	for {
 		select {
-		case ev := <-ch:
+		case ev, ok := <-ch:
+			if !ok {
+				return // cut off by publish
+			}
 			if err := enc.Encode(ev); err != nil {
 				return
 			}

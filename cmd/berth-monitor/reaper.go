@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -36,7 +37,12 @@ func (r *reaper) run() {
 	}
 }
 
+// reapAll reaps under mu (wait4 with WNOHANG never blocks), so that
+// signal, holding mu, knows a claimed PID is not yet reaped and so still
+// names the process it was claimed for.
 func (r *reaper) reapAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for {
 		var ws syscall.WaitStatus
 		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
@@ -44,15 +50,28 @@ func (r *reaper) reapAll() {
 			return
 		}
 		e := runc.Exit{Timestamp: time.Now(), Pid: pid, Status: exitStatus(ws)}
-		r.mu.Lock()
 		if ch, ok := r.waiters[pid]; ok {
 			delete(r.waiters, pid)
 			ch <- e
 		} else {
 			r.unclaimed[pid] = e
 		}
-		r.mu.Unlock()
 	}
+}
+
+// signal sends sig to pid if it is claimed and not yet reaped: a PID whose
+// exit was collected may already belong to another process. It reports
+// whether the process was still there to signal.
+func (r *reaper) signal(pid int, sig syscall.Signal) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, claimed := r.waiters[pid]; !claimed || pid <= 0 {
+		return false, nil
+	}
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return true, err
+	}
+	return true, nil
 }
 
 // exitStatus is the shell's convention: the exit code, or 128 + signal.

@@ -37,6 +37,18 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err != nil {
 		return nil, err
 	}
+	// Shared with other creates, exclusive of StopPodSandbox and
+	// RemovePodSandbox: a container is never made in a pod being torn down.
+	unlock, err := s.lockPodShared(ctx, sb.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ctx, cancel := detach(ctx, opTimeout)
+	defer cancel()
+	if sb, err = s.store.Sandboxes.Get(sb.ID); err != nil {
+		return nil, err // removed while we waited
+	}
 	if !sb.Ready {
 		return nil, fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
 	}
@@ -66,6 +78,13 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	logFile, err := containerLogFile(podCfg.GetLogDirectory(), cfg.GetLogPath())
 	if err != nil {
 		return nil, err
+	}
+	if logFile != "" {
+		// As containerd does: CRI clients other than kubelet rely on it. The
+		// monitor makes the file's own directories, beneath this one.
+		if err := os.MkdirAll(podCfg.GetLogDirectory(), 0o755); err != nil {
+			return nil, fmt.Errorf("pod log_directory %q: %v: %w", podCfg.GetLogDirectory(), err, errdefs.ErrFailedPrecondition)
+		}
 	}
 	raw, err := proto.Marshal(cfg)
 	if err != nil {
@@ -103,7 +122,9 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	}
 	defer func() {
 		if retErr != nil {
-			if err := s.cleanupBundle(context.WithoutCancel(ctx), c); err != nil {
+			ctx, cancel := cleanupContext(ctx)
+			defer cancel()
+			if err := s.cleanupBundle(ctx, c); err != nil {
 				s.logger.Error("clean up failed container create", "id", c.ID, "error", err)
 			}
 		}

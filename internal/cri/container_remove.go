@@ -3,7 +3,9 @@ package cri
 import (
 	"context"
 	"errors"
+	"fmt"
 	"syscall"
+	"time"
 
 	"github.com/containerd/errdefs"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -21,6 +23,18 @@ func (s *Service) RemoveContainer(ctx context.Context, r *runtime.RemoveContaine
 		return &runtime.RemoveContainerResponse{}, nil
 	}
 	if err != nil {
+		return nil, err
+	}
+	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ctx, cancel := detach(ctx, killWait+opTimeout)
+	defer cancel()
+	if c, err = s.store.Containers.Get(c.ID); errdefs.IsNotFound(err) {
+		return &runtime.RemoveContainerResponse{}, nil // removed while we waited
+	} else if err != nil {
 		return nil, err
 	}
 	if err := s.removeContainer(ctx, c); err != nil {
@@ -53,6 +67,25 @@ func (s *Service) settleUnrecordedStart(ctx context.Context, c store.Container) 
 	return c
 }
 
+// killUnrecorded kills a container the monitor runs although the record
+// says it exited — a record that disagrees with the host, which must never
+// leave a process behind — and forgets it once the monitor saw it exit.
+func (s *Service) killUnrecorded(ctx context.Context, client monitor.Client, c store.Container) error {
+	s.logger.WarnContext(ctx, "the monitor runs a container recorded as exited; killing it", "id", c.ID)
+	exited := s.exits.wait(c.ID)
+	if err := client.Kill(ctx, c.ID, syscall.SIGKILL, true); err != nil {
+		return s.killError(c.ID, err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(killWait):
+		return fmt.Errorf("container %s not reported exited %s after SIGKILL: %w", c.ID, killWait, errdefs.ErrUnavailable)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return client.Delete(ctx, c.ID)
+}
+
 // removeContainer kills, forgets, unmounts and deletes a container; every
 // step tolerates having been done already.
 func (s *Service) removeContainer(ctx context.Context, c store.Container) error {
@@ -63,9 +96,13 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container) error 
 	// exit (its Shutdown waits for that); without a monitor, it is ours.
 	monitorGone := true
 	if sb, err := s.store.Sandboxes.Get(c.SandboxID); err == nil {
-		err := monitor.Client{Socket: sb.MonitorSocket}.Delete(ctx, c.ID)
+		client := monitor.Client{Socket: sb.MonitorSocket}
+		err := client.Delete(ctx, c.ID)
+		if errors.Is(err, monitor.ErrRunning) {
+			err = s.killUnrecorded(ctx, client, c)
+		}
 		if err != nil && !errors.Is(err, monitor.ErrUnreachable) {
-			return err
+			return fmt.Errorf("container %s: %w", c.ID, err)
 		}
 		monitorGone = err != nil
 	}

@@ -2,9 +2,11 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/monitor"
@@ -18,8 +20,18 @@ func (s *Service) ReopenContainerLog(ctx context.Context, r *runtime.ReopenConta
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ctx, cancel := detach(ctx, opTimeout)
+	defer cancel()
+	if c, err = s.store.Containers.Get(c.ID); err != nil {
+		return nil, err
+	}
 	if c.State() != store.ContainerRunning {
-		return nil, fmt.Errorf("container %s is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("container %s is %s, not running: %w", c.ID, stateName(c.State()), errdefs.ErrFailedPrecondition)
 	}
 	if c.LogFile == "" {
 		return &runtime.ReopenContainerLogResponse{}, nil
@@ -28,8 +40,23 @@ func (s *Service) ReopenContainerLog(ctx context.Context, r *runtime.ReopenConta
 	if err != nil {
 		return nil, err
 	}
-	if err := (monitor.Client{Socket: sb.MonitorSocket}).Reopen(ctx, c.ID, c.LogFile); err != nil {
+	err = monitor.Client{Socket: sb.MonitorSocket}.Reopen(ctx, c.ID, c.LogFile, podLogDirectory(sb))
+	switch {
+	case errors.Is(err, monitor.ErrLogPath):
+		return nil, fmt.Errorf("reopen log of container %s: config.log_path: %w: %w", c.ID, err, errdefs.ErrFailedPrecondition)
+	case errors.Is(err, monitor.ErrUnreachable):
+		return nil, fmt.Errorf("reopen log of container %s: %w: %w", c.ID, err, errdefs.ErrUnavailable)
+	case err != nil:
 		return nil, fmt.Errorf("reopen log of container %s: %w", c.ID, err)
 	}
 	return &runtime.ReopenContainerLogResponse{}, nil
+}
+
+// podLogDirectory is the pod's log_directory ("" if unset or unreadable).
+func podLogDirectory(sb store.Sandbox) string {
+	var cfg runtime.PodSandboxConfig
+	if proto.Unmarshal(sb.Config, &cfg) != nil {
+		return ""
+	}
+	return cfg.GetLogDirectory()
 }

@@ -15,11 +15,23 @@ import (
 )
 
 // StartContainer has the pod's monitor run the container. A container that
-// fails to start is recorded as exited with reason StartError.
+// fails to start is recorded as exited with reason StartError. A caller
+// that gives up does not stop the start: the record says how it ended, and
+// a repeated call answers from it.
 func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerRequest) (*runtime.StartContainerResponse, error) {
 	c, err := s.store.Containers.Get(r.GetContainerId())
 	if err != nil {
 		return nil, err
+	}
+	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ctx, cancel := detach(ctx, opTimeout)
+	defer cancel()
+	if c, err = s.store.Containers.Get(c.ID); err != nil {
+		return nil, err // removed while we waited
 	}
 	if st := c.State(); st != store.ContainerCreated {
 		return nil, fmt.Errorf("container %s is %s, not created: %w", c.ID, stateName(st), errdefs.ErrFailedPrecondition)
@@ -35,6 +47,7 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 	if err := proto.Unmarshal(c.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("container %s config: %w", c.ID, err)
 	}
+
 	if opts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); opts.GetPid() == runtime.NamespaceMode_TARGET {
 		// The spec names the target's process: it must still be the one
 		// that runs, or the container would join whatever took its PID.
@@ -43,28 +56,15 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 		}
 	}
 	started := time.Now().UTC()
-	pid, err := monitor.Client{Socket: sb.MonitorSocket}.Start(ctx, c.ID, c.Bundle, monitor.StartOptions{
-		LogPath: c.LogFile, Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
+	client := monitor.Client{Socket: sb.MonitorSocket}
+	pid, err := client.Start(ctx, c.ID, c.Bundle, monitor.StartOptions{
+		LogPath: c.LogFile, LogRoot: podLogDirectory(sb), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
 	})
-	if errors.Is(err, monitor.ErrAlreadyStarted) {
-		// A start the daemon died before recording: record it, once the
-		// monitor has its PID.
-		if c = s.settleUnrecordedStart(ctx, c); c.State() == store.ContainerCreated {
-			return nil, fmt.Errorf("container %s is still being started: %w", c.ID, errdefs.ErrUnavailable)
-		}
-		return &runtime.StartContainerResponse{}, nil
-	}
 	if err != nil {
-		now := time.Now().UTC()
-		if _, uerr := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
-			c.StartedAt, c.FinishedAt = now, now
-			c.ExitCode = 128
-			c.Reason, c.Message = reasonStartError, err.Error()
-			return c, nil
-		}); uerr != nil {
-			s.logger.Error("record start failure", "id", c.ID, "error", uerr)
+		if err := s.startFailed(ctx, c, err); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("start container %s: %w", c.ID, err)
+		return &runtime.StartContainerResponse{}, nil // started after all
 	}
 	if _, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
 		c.Pid = pid
@@ -77,6 +77,39 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 	}
 	s.logger.InfoContext(ctx, "container started", "id", c.ID, "pid", pid)
 	return &runtime.StartContainerResponse{}, nil
+}
+
+// startFailed settles a start the monitor did not confirm, from what the
+// monitor knows, and records it. A start the monitor made (before a daemon
+// crash, or while this call's answer was lost) is recorded as started. A
+// start the monitor may still make (it is unreachable, or still busy) is
+// left recorded as created, which the exit watcher or a monitor's death
+// settles. Only a start the monitor refused is recorded as a StartError.
+func (s *Service) startFailed(ctx context.Context, c store.Container, startErr error) error {
+	switch {
+	case errors.Is(startErr, monitor.ErrUnreachable):
+		return fmt.Errorf("start container %s: %w: %w", c.ID, startErr, errdefs.ErrUnavailable)
+	case errors.Is(startErr, monitor.ErrAlreadyStarted) || ctx.Err() != nil:
+		settle, cancel := cleanupContext(ctx)
+		defer cancel()
+		if c = s.settleUnrecordedStart(settle, c); c.State() != store.ContainerCreated {
+			return nil
+		}
+		return fmt.Errorf("container %s is still being started: %w", c.ID, errdefs.ErrUnavailable)
+	}
+	now := time.Now().UTC()
+	if _, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
+		c.StartedAt, c.FinishedAt = now, now
+		c.ExitCode = 128
+		c.Reason, c.Message = reasonStartError, startErr.Error()
+		return c, nil
+	}); err != nil {
+		return fmt.Errorf("record start failure of container %s: %w", c.ID, err)
+	}
+	if errors.Is(startErr, monitor.ErrLogPath) {
+		return fmt.Errorf("start container %s: config.log_path: %w: %w", c.ID, startErr, errdefs.ErrFailedPrecondition)
+	}
+	return fmt.Errorf("start container %s: %w", c.ID, startErr)
 }
 
 func stateName(st store.ContainerState) string {

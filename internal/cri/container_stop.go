@@ -30,6 +30,19 @@ func (s *Service) StopContainer(ctx context.Context, r *runtime.StopContainerReq
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	timeout := time.Duration(r.GetTimeout()) * time.Second
+	ctx, cancel := detach(ctx, timeout+killWait+opTimeout)
+	defer cancel()
+	if c, err = s.store.Containers.Get(c.ID); errdefs.IsNotFound(err) {
+		return &runtime.StopContainerResponse{}, nil // removed while we waited
+	} else if err != nil {
+		return nil, err
+	}
 	sig := syscall.SIGTERM
 	if c.StopSignal != "" {
 		parsed, err := signal.ParseSignal(c.StopSignal)
@@ -39,7 +52,7 @@ func (s *Service) StopContainer(ctx context.Context, r *runtime.StopContainerReq
 			sig = parsed
 		}
 	}
-	if err := s.stopContainer(ctx, c, time.Duration(r.GetTimeout())*time.Second, sig); err != nil {
+	if err := s.stopContainer(ctx, c, timeout, sig); err != nil {
 		return nil, err
 	}
 	return &runtime.StopContainerResponse{}, nil

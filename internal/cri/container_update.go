@@ -45,6 +45,18 @@ func (s *Service) UpdateContainerResources(ctx context.Context, r *runtime.Updat
 	if err != nil {
 		return nil, err
 	}
+	// One update at a time, and none during a start: the spec read here,
+	// the runtime's cgroup, the spec file and the record must end equal.
+	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ctx, cancel := detach(ctx, opTimeout)
+	defer cancel()
+	if c, err = s.store.Containers.Get(c.ID); err != nil {
+		return nil, err
+	}
 	if c.State() == store.ContainerExited {
 		return nil, fmt.Errorf("container %s has exited: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}

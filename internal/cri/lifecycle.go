@@ -76,6 +76,7 @@ func (w *exitWaiters) notify(id string) {
 // pods that exist now, and pods RunPodSandbox adds later. It returns when
 // ctx is done and every watcher has stopped.
 func (s *Service) Run(ctx context.Context) {
+	defer s.bg.Wait() // after the watchers, which start background work
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -154,7 +155,7 @@ func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monito
 			if st.Pid > 0 {
 				s.adoptStarted(c.ID, st)
 			} else {
-				go s.awaitStart(ctx, client, c.ID)
+				s.background(ctx, func(ctx context.Context) { s.awaitStart(ctx, client, c.ID) })
 			}
 			continue
 		}

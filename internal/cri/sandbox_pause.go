@@ -59,7 +59,9 @@ func (s *Service) startPauseContainer(ctx context.Context, sb store.Sandbox, cfg
 	}
 	defer func() {
 		if retErr != nil {
-			if err := s.removePauseContainer(context.WithoutCancel(ctx), sb); err != nil {
+			ctx, cancel := cleanupContext(ctx)
+			defer cancel()
+			if err := s.removePauseContainer(ctx, sb); err != nil {
 				s.logger.Error("clean up failed pause container", "pod", sb.ID, "error", err)
 			}
 		}

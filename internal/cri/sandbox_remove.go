@@ -27,6 +27,21 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := s.lockPod(ctx, sb.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ctx, cancel := detach(ctx, killWait+opTimeout)
+	defer cancel()
+	if sb, err = s.store.Sandboxes.Update(sb.ID, func(sb store.Sandbox) (store.Sandbox, error) {
+		sb.Ready = false
+		return sb, nil
+	}); errdefs.IsNotFound(err) {
+		return &runtime.RemovePodSandboxResponse{}, nil // removed while we waited
+	} else if err != nil {
+		return nil, err
+	}
 	for _, c := range s.podContainers(sb.ID) {
 		if err := s.removeContainer(ctx, c); err != nil {
 			return nil, err

@@ -33,6 +33,10 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if err := validatePodConfig(cfg); err != nil {
 		return nil, err
 	}
+	// From here on the pod is made to the end or rolled back completely,
+	// whatever the caller does meanwhile (a retry meets the reserved name).
+	ctx, cancel := detach(ctx, opTimeout)
+	defer cancel()
 	handler, err := s.handlers.Get(r.GetRuntimeHandler())
 	if err != nil {
 		return nil, err
@@ -102,7 +106,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		sb.NetworkAttached = true
 		defer func() {
 			if retErr != nil {
-				if err := s.network.Teardown(context.WithoutCancel(ctx), podNetwork(sb, cfg)); err != nil {
+				ctx, cancel := cleanupContext(ctx)
+				defer cancel()
+				if err := s.network.Teardown(ctx, podNetwork(sb, cfg)); err != nil {
 					s.logger.Error("detach failed pod from its network", "id", sb.ID, "error", err)
 				}
 			}
@@ -140,7 +146,8 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		sb.PauseContainer = true
 		defer func() {
 			if retErr != nil {
-				ctx := context.WithoutCancel(ctx)
+				ctx, cancel := cleanupContext(ctx)
+				defer cancel()
 				if err := errors.Join(s.stopPauseContainer(ctx, sb), s.removePauseContainer(ctx, sb)); err != nil {
 					s.logger.Error("clean up pause container of failed pod", "id", sb.ID, "error", err)
 				}

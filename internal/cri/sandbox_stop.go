@@ -21,6 +21,23 @@ func (s *Service) StopPodSandbox(ctx context.Context, r *runtime.StopPodSandboxR
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := s.lockPod(ctx, sb.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	ctx, cancel := detach(ctx, killWait+opTimeout)
+	defer cancel()
+	// Not ready from here on, whatever fails below: no container is made
+	// or started in a pod that is stopping, and kubelet repeats the stop.
+	if sb, err = s.store.Sandboxes.Update(sb.ID, func(sb store.Sandbox) (store.Sandbox, error) {
+		sb.Ready = false
+		return sb, nil
+	}); errdefs.IsNotFound(err) {
+		return &runtime.StopPodSandboxResponse{}, nil // removed while we waited
+	} else if err != nil {
+		return nil, err
+	}
 	for _, c := range s.podContainers(sb.ID) {
 		if err := s.stopContainer(ctx, c, 0, syscall.SIGKILL); err != nil {
 			return nil, err

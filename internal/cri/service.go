@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/keylock"
 	"github.com/berth-cri/berth/internal/netconf"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/ociruntime"
@@ -80,6 +81,10 @@ type Service struct {
 	streams       streaming.Server // nil until SetStreams
 	exits         *exitWaiters
 	watchPods     chan string // pods for Run to watch; buffered so a create never waits on Run
+
+	// Per-object serialization (serialize.go).
+	podLocks, containerLocks keylock.Locks
+	bg                       sync.WaitGroup // goroutines started by background
 
 	mu      sync.Mutex
 	podCIDR string // from UpdateRuntimeConfig; guarded by mu

@@ -78,7 +78,9 @@ func (s *Service) mountSnapshot(ctx context.Context, key, chainID, target string
 	}
 	defer func() {
 		if retErr != nil {
-			_ = s.snapshot.Remove(context.WithoutCancel(ctx), key)
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			_ = s.snapshot.Remove(ctx, key)
 		}
 	}()
 	if readonly && idmapped {

@@ -123,14 +123,27 @@ func (c Client) call(ctx context.Context, req api.Request) (api.Response, error)
 		return api.Response{}, fmt.Errorf("%w: %s: %v", ErrUnreachable, req.Op, err)
 	}
 	if resp.Error != "" {
+		switch resp.Kind {
+		case api.KindLogPath:
+			return resp, fmt.Errorf("%s: %w", resp.Error, ErrLogPath)
+		case api.KindRunning:
+			return resp, fmt.Errorf("%s: %w", resp.Error, ErrRunning)
+		}
 		return resp, errors.New(resp.Error)
 	}
 	return resp, nil
 }
 
+// ErrLogPath means the container's log file could not be opened.
+var ErrLogPath = errors.New("log file not usable")
+
+// ErrRunning means the monitor still runs the container.
+var ErrRunning = errors.New("container still running")
+
 // StartOptions are a container's stdio choices.
 type StartOptions struct {
 	LogPath string // the CRI log file ("" for none)
+	LogRoot string // the pod's log directory, which LogPath must stay in
 	// Stdin keeps the container's stdin open for Attach; StdinOnce closes
 	// it when the first attached client's stdin ends.
 	Stdin, StdinOnce bool
@@ -138,7 +151,7 @@ type StartOptions struct {
 
 // Start runs the container in bundle and returns its PID.
 func (c Client) Start(ctx context.Context, id, bundle string, o StartOptions) (int, error) {
-	resp, err := c.call(ctx, api.Request{Op: api.OpStart, ID: id, Bundle: bundle, LogPath: o.LogPath, Stdin: o.Stdin, StdinOnce: o.StdinOnce})
+	resp, err := c.call(ctx, api.Request{Op: api.OpStart, ID: id, Bundle: bundle, LogPath: o.LogPath, LogRoot: o.LogRoot, Stdin: o.Stdin, StdinOnce: o.StdinOnce})
 	if resp.AlreadyStarted {
 		return 0, fmt.Errorf("container %s: %w", id, ErrAlreadyStarted)
 	}
@@ -161,9 +174,9 @@ func (c Client) Delete(ctx context.Context, id string) error {
 	return err
 }
 
-// Reopen reopens the container's log at logPath.
-func (c Client) Reopen(ctx context.Context, id, logPath string) error {
-	_, err := c.call(ctx, api.Request{Op: api.OpReopen, ID: id, LogPath: logPath})
+// Reopen reopens the container's log at logPath, beneath logRoot.
+func (c Client) Reopen(ctx context.Context, id, logPath, logRoot string) error {
+	_, err := c.call(ctx, api.Request{Op: api.OpReopen, ID: id, LogPath: logPath, LogRoot: logRoot})
 	return err
 }
 

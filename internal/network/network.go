@@ -192,7 +192,10 @@ func (m *Manager) Setup(ctx context.Context, p Pod) ([]string, error) {
 	c := h.forPod(p)
 	res, err := c.Setup(ctx, p.ID, p.NetNS, p.opts()...)
 	if err != nil {
-		_ = c.Remove(context.WithoutCancel(ctx), p.ID, p.NetNS, p.opts()...)
+		// Bounded: a hung plugin must not hold the failed call forever.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		_ = c.Remove(dctx, p.ID, p.NetNS, p.opts()...)
+		cancel()
 		return nil, fmt.Errorf("cni add: %w", err)
 	}
 	var v4, v6 []string

@@ -35,7 +35,10 @@ type Request struct {
 	// Bundle is the OCI bundle directory (config.json, rootfs) for Start.
 	Bundle string `json:"bundle,omitempty"`
 	// LogPath is where Start writes the container's CRI log ("" for none).
+	// With LogRoot set (the pod's log directory), LogPath is opened beneath
+	// it, its missing directories created: it can never reach outside.
 	LogPath string `json:"log_path,omitempty"`
+	LogRoot string `json:"log_root,omitempty"`
 	// Signal for Kill; All signals every process of the container.
 	Signal int  `json:"signal,omitempty"`
 	All    bool `json:"all,omitempty"`
@@ -59,7 +62,15 @@ type Response struct {
 	Containers []Container `json:"containers,omitempty"`
 	// AlreadyStarted (Start): the monitor had started the container before.
 	AlreadyStarted bool `json:"already_started,omitempty"`
+	// Kind classifies Error for the daemon: one of the Kind* values, or "".
+	Kind string `json:"kind,omitempty"`
 }
+
+// Kinds of failure the daemon tells apart.
+const (
+	KindLogPath = "log_path" // the log file could not be opened (Start, Reopen)
+	KindRunning = "running"  // the container still runs (Delete)
+)
 
 // Container is what the monitor knows about one container.
 type Container struct {
@@ -154,7 +165,9 @@ func (fw *FrameWriter) WriteResize(width, height uint16) error {
 }
 
 // ReadFrame reads one frame from r into buf (which must hold
-// MaxFramePayload bytes) and returns its kind and payload.
+// MaxFramePayload bytes) and returns its kind and payload. The error is
+// io.EOF only when r ends between frames; a frame cut short is
+// io.ErrUnexpectedEOF.
 func ReadFrame(r io.Reader, buf []byte) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -165,6 +178,9 @@ func ReadFrame(r io.Reader, buf []byte) (byte, []byte, error) {
 		return 0, nil, fmt.Errorf("frame of %d bytes exceeds %d", n, MaxFramePayload)
 	}
 	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the header was read
+		}
 		return 0, nil, err
 	}
 	return hdr[0], buf[:n], nil
