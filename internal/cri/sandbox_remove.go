@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/monitor"
@@ -82,6 +84,11 @@ func (s *Service) stopMonitor(ctx context.Context, sb store.Sandbox) error {
 	if err != nil && monitorAlive(sb) {
 		_ = syscallKill(sb.MonitorPid)
 	}
+	// The monitor exits after it answers: a removed pod is one whose
+	// monitor is gone, not going.
+	if err := waitMonitorExit(ctx, sb); err != nil {
+		return fmt.Errorf("monitor of pod %s: %w", sb.ID, err)
+	}
 	if err := os.Remove(sb.MonitorSocket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -89,3 +96,55 @@ func (s *Service) stopMonitor(ctx context.Context, sb store.Sandbox) error {
 }
 
 func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// monitorExitWait bounds how long a monitor that was told to exit (or
+// killed) may take to go before it is killed (again).
+const monitorExitWait = 10 * time.Second
+
+// waitMonitorExit waits until the pod's monitor process has exited,
+// killing it if it takes longer than monitorExitWait. A pidfd names the
+// process itself, so a reused PID is never waited for or killed.
+func waitMonitorExit(ctx context.Context, sb store.Sandbox) error {
+	if sb.MonitorPid <= 0 {
+		return nil
+	}
+	fd, err := unix.PidfdOpen(sb.MonitorPid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", sb.MonitorPid, err)
+	}
+	defer unix.Close(fd)
+	if !monitorAlive(sb) {
+		return nil // the PID is someone else's now (or a zombie of ours)
+	}
+	deadline := time.Now().Add(monitorExitWait)
+	killed := false
+	for {
+		wait := time.Until(deadline)
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+			wait = time.Until(d)
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(max(wait, 0).Milliseconds()))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wait for monitor %d: %w", sb.MonitorPid, err)
+		}
+		if n > 0 {
+			return nil // exited (a zombie of ours is reaped by Launch's Wait)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if killed {
+			return fmt.Errorf("monitor %d still there %s after SIGKILL: %w", sb.MonitorPid, monitorExitWait, errdefs.ErrUnavailable)
+		}
+		_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+		killed = true
+		deadline = time.Now().Add(monitorExitWait)
+	}
+}
