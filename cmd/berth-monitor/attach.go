@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -125,14 +124,14 @@ func (m *monitor) attach(conn net.Conn, in io.Reader, req api.Request) {
 	fw := api.NewFrameWriter(conn)
 	c, err := m.get(req.ID)
 	if err != nil {
-		fw.Write(api.FrameError, []byte(err.Error()))
+		fw.Write(api.FrameNotRunning, []byte(notRunningError{req.ID}.Error()))
 		return
 	}
 	c.attached.add(fw, conn)
 	defer c.attached.remove(fw)
 	select {
 	case <-c.exited:
-		fw.Write(api.FrameError, []byte(fmt.Sprintf("container %s is not running", c.id)))
+		fw.Write(api.FrameNotRunning, []byte(notRunningError{c.id}.Error()))
 		return
 	default:
 	}

@@ -32,6 +32,11 @@ const execStartTimeout = time.Minute
 func (m *monitor) exec(conn net.Conn, in io.Reader, req api.Request) {
 	fw := api.NewFrameWriter(conn)
 	code, err := m.runExec(in, fw, req)
+	var nr notRunningError
+	if errors.As(err, &nr) {
+		fw.Write(api.FrameNotRunning, []byte(err.Error()))
+		return
+	}
 	if err != nil {
 		fw.Write(api.FrameError, []byte(err.Error()))
 		return
@@ -42,16 +47,19 @@ func (m *monitor) exec(conn net.Conn, in io.Reader, req api.Request) {
 func (m *monitor) runExec(in io.Reader, fw *api.FrameWriter, req api.Request) (int32, error) {
 	c, err := m.get(req.ID)
 	if err != nil {
-		return 0, err
+		return 0, notRunningError{req.ID}
 	}
 	if !c.state().Running {
-		return 0, fmt.Errorf("container %s is not running", c.id)
+		return 0, notRunningError{c.id}
 	}
 	var proc specs.Process
 	if err := json.Unmarshal(req.Process, &proc); err != nil {
 		return 0, fmt.Errorf("exec process: %w", err)
 	}
 	dir, err := os.MkdirTemp(c.bundle, "exec-")
+	if err != nil && !c.state().Running {
+		return 0, notRunningError{c.id} // exited, its bundle being removed
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -75,6 +83,9 @@ func (m *monitor) runExec(in io.Reader, fw *api.FrameWriter, req api.Request) (i
 			if code, ok := execFailureCode(exitErr, x.opts.LogFile); ok {
 				return code, nil
 			}
+		}
+		if !c.state().Running {
+			return 0, notRunningError{c.id} // it exited meanwhile
 		}
 		return 0, fmt.Errorf("runc exec: %s", runcError(x.opts.LogFile, err))
 	}
@@ -194,3 +205,8 @@ func execFailureCode(err *runc.ExitError, runcLog string) (int32, bool) {
 	}
 	return 0, false
 }
+
+// notRunningError refuses an exec or attach: the container does not run.
+type notRunningError struct{ id string }
+
+func (e notRunningError) Error() string { return fmt.Sprintf("container %s is not running", e.id) }

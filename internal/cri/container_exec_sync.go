@@ -70,6 +70,9 @@ func (s *Service) execInContainer(ctx context.Context, c store.Container, cmd []
 	if errors.Is(err, monitor.ErrUnreachable) {
 		return 0, fmt.Errorf("exec in container %s: %w: %w", c.ID, err, errdefs.ErrUnavailable)
 	}
+	if errors.Is(err, monitor.ErrNotRunning) {
+		return 0, fmt.Errorf("exec in container %s: %w: %w", c.ID, err, errdefs.ErrFailedPrecondition)
+	}
 	return code, err
 }
 

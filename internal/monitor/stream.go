@@ -89,9 +89,14 @@ func (c Client) stream(ctx context.Context, req api.Request, stdio Stdio) (int32
 			return api.ParseExit(p)
 		case api.FrameError:
 			return 0, errors.New(string(p))
+		case api.FrameNotRunning:
+			return 0, fmt.Errorf("%s: %w", p, ErrNotRunning)
 		}
 	}
 }
+
+// ErrNotRunning means the container is not (or no longer) running.
+var ErrNotRunning = errors.New("container not running")
 
 // sendStdin forwards r as stdin frames, then says it ended.
 func sendStdin(fw *api.FrameWriter, r io.Reader) {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -132,8 +133,14 @@ func (p *podEnv) podRoundTripIn(t *testing.T, cfg *runtime.PodSandboxConfig, han
 	return nil
 }
 
-// cniRules lists the iptables rules and chains the CNI plugins make
-// (bridge masquerading, portmap DNAT), all named CNI-….
+// podChain names a chain the CNI plugins make for one pod: bridge's
+// masquerading chain CNI-<hash>, portmap's CNI-DN-<hash> and CNI-SN-<hash>.
+// The plugins' shared chains (CNI-HOSTPORT-*, CNI-FORWARD, …) are made on
+// first use and never removed, so they say nothing about what a test left.
+var podChain = regexp.MustCompile(`\bCNI-(?:DN-|SN-)?[0-9a-f]{16,}\b`)
+
+// cniRules lists the iptables chains and rules the CNI plugins made for
+// pods (bridge masquerading, portmap DNAT): each names a per-pod chain.
 func cniRules(t *testing.T) []string {
 	t.Helper()
 	out, err := exec.Command("iptables-save").Output()
@@ -142,7 +149,7 @@ func cniRules(t *testing.T) []string {
 	}
 	var rules []string
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.Contains(line, "CNI-") {
+		if podChain.MatchString(line) {
 			rules = append(rules, line)
 		}
 	}

@@ -112,6 +112,9 @@ const (
 	FrameStderr byte = 'e'
 	FrameExit   byte = 'x' // int32 exit code; the last frame of an exec or attach
 	FrameError  byte = '!' // an error message; the last frame
+	// FrameNotRunning: the container is not (or no longer) running; a
+	// message, the last frame.
+	FrameNotRunning byte = 'n'
 )
 
 // MaxFramePayload bounds one frame, so a peer cannot make the other
