@@ -119,7 +119,7 @@ func TestConcurrentUpdatesOfOneContainer(t *testing.T) {
 	var sp struct {
 		Linux struct {
 			Resources struct {
-				Memory struct{ Limit int64 } `json:"memory"`
+				Memory struct{ Limit int64 }   `json:"memory"`
 				CPU    struct{ Shares uint64 } `json:"cpu"`
 			} `json:"resources"`
 		} `json:"linux"`
