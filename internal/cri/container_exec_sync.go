@@ -66,7 +66,7 @@ func (s *Service) execInContainer(ctx context.Context, c store.Container, cmd []
 	if err != nil {
 		return 0, err
 	}
-	code, err := monitor.Client{Socket: sb.MonitorSocket}.Exec(ctx, c.ID, proc, stdio)
+	code, err := s.monitors.Client(sb.MonitorSocket).Exec(ctx, c.ID, proc, stdio)
 	if errors.Is(err, monitor.ErrUnreachable) {
 		return 0, fmt.Errorf("exec in container %s: %w: %w", c.ID, err, errdefs.ErrUnavailable)
 	}

@@ -52,7 +52,7 @@ func (s *Service) settleUnrecordedStart(ctx context.Context, c store.Container) 
 	if err != nil {
 		return c
 	}
-	states, err := monitor.Client{Socket: sb.MonitorSocket}.SettledState(ctx)
+	states, err := s.monitors.Client(sb.MonitorSocket).SettledState(ctx)
 	if err != nil {
 		return c
 	}
@@ -70,9 +70,10 @@ func (s *Service) settleUnrecordedStart(ctx context.Context, c store.Container) 
 // killUnrecorded kills a container the monitor runs although the record
 // says it exited — a record that disagrees with the host, which must never
 // leave a process behind — and forgets it once the monitor saw it exit.
-func (s *Service) killUnrecorded(ctx context.Context, client monitor.Client, c store.Container) error {
+func (s *Service) killUnrecorded(ctx context.Context, client monitorClient, c store.Container) error {
 	s.logger.WarnContext(ctx, "the monitor runs a container recorded as exited; killing it", "id", c.ID)
-	exited := s.exits.wait(c.ID)
+	exited, stopWaiting := s.exits.wait(c.ID)
+	defer stopWaiting()
 	if err := client.Kill(ctx, c.ID, syscall.SIGKILL, true); err != nil {
 		return s.killError(c.ID, err)
 	}
@@ -96,7 +97,7 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container) error 
 	// exit (its Shutdown waits for that); without a monitor, it is ours.
 	monitorGone := true
 	if sb, err := s.store.Sandboxes.Get(c.SandboxID); err == nil {
-		client := monitor.Client{Socket: sb.MonitorSocket}
+		client := s.monitors.Client(sb.MonitorSocket)
 		err := client.Delete(ctx, c.ID)
 		if errors.Is(err, monitor.ErrRunning) {
 			err = s.killUnrecorded(ctx, client, c)

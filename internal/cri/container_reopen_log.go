@@ -40,7 +40,7 @@ func (s *Service) ReopenContainerLog(ctx context.Context, r *runtime.ReopenConta
 	if err != nil {
 		return nil, err
 	}
-	err = monitor.Client{Socket: sb.MonitorSocket}.Reopen(ctx, c.ID, c.LogFile, podLogDirectory(sb))
+	err = s.monitors.Client(sb.MonitorSocket).Reopen(ctx, c.ID, c.LogFile, podLogDirectory(sb))
 	switch {
 	case errors.Is(err, monitor.ErrLogPath):
 		return nil, fmt.Errorf("reopen log of container %s: config.log_path: %w: %w", c.ID, err, errdefs.ErrFailedPrecondition)

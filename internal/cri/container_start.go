@@ -56,7 +56,7 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 		}
 	}
 	started := time.Now().UTC()
-	client := monitor.Client{Socket: sb.MonitorSocket}
+	client := s.monitors.Client(sb.MonitorSocket)
 	pid, err := client.Start(ctx, c.ID, c.Bundle, monitor.StartOptions{
 		LogPath: c.LogFile, LogRoot: podLogDirectory(sb), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
 	})
@@ -109,7 +109,9 @@ func (s *Service) startFailed(ctx context.Context, c store.Container, startErr e
 	if errors.Is(startErr, monitor.ErrLogPath) {
 		return fmt.Errorf("start container %s: config.log_path: %w: %w", c.ID, startErr, errdefs.ErrFailedPrecondition)
 	}
-	return fmt.Errorf("start container %s: %w", c.ID, startErr)
+	// The runtime refused the container as configured (a command that is
+	// not there, a mount it cannot make): the container cannot run.
+	return fmt.Errorf("start container %s: %w: %w", c.ID, startErr, errdefs.ErrFailedPrecondition)
 }
 
 func stateName(st store.ContainerState) string {

@@ -71,8 +71,9 @@ func (s *Service) stopContainer(ctx context.Context, c store.Container, timeout 
 	if err != nil {
 		return fmt.Errorf("pod of container %s: %w", c.ID, err)
 	}
-	client := monitor.Client{Socket: sb.MonitorSocket}
-	exited := s.exits.wait(c.ID)
+	client := s.monitors.Client(sb.MonitorSocket)
+	exited, stopWaiting := s.exits.wait(c.ID)
+	defer stopWaiting()
 	if s.exitRecorded(c.ID) {
 		return nil
 	}

@@ -54,13 +54,25 @@ type exitWaiters struct {
 	waiters map[string][]chan struct{} // guarded by mu
 }
 
-// wait returns a channel closed when id's exit has been recorded.
-func (w *exitWaiters) wait(id string) <-chan struct{} {
+// wait returns a channel closed when id's exit has been recorded, and the
+// function that gives up waiting (the waiter stays registered until then).
+func (w *exitWaiters) wait(id string) (<-chan struct{}, func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ch := make(chan struct{})
 	w.waiters[id] = append(w.waiters[id], ch)
-	return ch
+	return ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		i := slices.Index(w.waiters[id], ch)
+		if i < 0 {
+			return // notified
+		}
+		w.waiters[id] = slices.Delete(w.waiters[id], i, i+1)
+		if len(w.waiters[id]) == 0 {
+			delete(w.waiters, id)
+		}
+	}
 }
 
 func (w *exitWaiters) notify(id string) {
@@ -107,7 +119,7 @@ func (s *Service) watchPod(ctx context.Context, podID string) {
 		if err != nil {
 			return // removed
 		}
-		client := monitor.Client{Socket: sb.MonitorSocket}
+		client := s.monitors.Client(sb.MonitorSocket)
 		err = client.Events(ctx, func() { s.reconcile(ctx, sb, client) }, func(ev api.Event) {
 			if ev.ID == sb.ID {
 				s.pauseExited(sb)
@@ -136,7 +148,7 @@ func (s *Service) watchPod(ctx context.Context, podID string) {
 
 // reconcile records the exits of containers the store still has running:
 // from the monitor's state, or from the exit record in the bundle.
-func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monitor.Client) {
+func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monitorClient) {
 	states, err := client.State(ctx)
 	if err != nil {
 		return // the event loop notices an unreachable monitor
@@ -179,7 +191,7 @@ func (s *Service) reconcile(ctx context.Context, sb store.Sandbox, client monito
 
 // awaitStart waits, without holding anything up, for a start the monitor
 // is still making of a container recorded as created, and records it.
-func (s *Service) awaitStart(ctx context.Context, client monitor.Client, id string) {
+func (s *Service) awaitStart(ctx context.Context, client monitorClient, id string) {
 	for ctx.Err() == nil {
 		states, err := client.SettledState(ctx)
 		if err != nil {

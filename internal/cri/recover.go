@@ -30,7 +30,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		return err
 	}
 	for _, sb := range s.store.Sandboxes.List() {
-		client := monitor.Client{Socket: sb.MonitorSocket}
+		client := s.monitors.Client(sb.MonitorSocket)
 		if _, err := client.State(ctx); err != nil {
 			if errors.Is(err, monitor.ErrUnreachable) && !monitorAlive(sb) {
 				s.monitorDied(ctx, sb)
@@ -67,7 +67,7 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 			s.logger.Warn("half-made pod not detached from its network; kept for the next start", "id", id, "error", err)
 			continue
 		}
-		if err := sandbox.Remove(dir); err != nil {
+		if err := s.namespaces.Remove(dir); err != nil {
 			return fmt.Errorf("remove half-made pod %s: %w", id, err)
 		}
 		s.logger.Info("removed half-made pod sandbox", "id", id)

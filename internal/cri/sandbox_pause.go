@@ -106,7 +106,7 @@ func (s *Service) startPauseContainer(ctx context.Context, sb store.Sandbox, cfg
 	if err := os.WriteFile(filepath.Join(pc.Bundle, "config.json"), b, 0o600); err != nil {
 		return 0, err
 	}
-	pid, err := monitor.Client{Socket: sb.MonitorSocket}.Start(ctx, sb.ID, pc.Bundle, monitor.StartOptions{})
+	pid, err := s.monitors.Client(sb.MonitorSocket).Start(ctx, sb.ID, pc.Bundle, monitor.StartOptions{})
 	if err != nil {
 		return 0, fmt.Errorf("start pause container: %w", err)
 	}
@@ -119,8 +119,9 @@ func (s *Service) stopPauseContainer(ctx context.Context, sb store.Sandbox) erro
 	if !sb.PauseContainer {
 		return nil
 	}
-	client := monitor.Client{Socket: sb.MonitorSocket}
-	exited := s.exits.wait(sb.ID)
+	client := s.monitors.Client(sb.MonitorSocket)
+	exited, stopWaiting := s.exits.wait(sb.ID)
+	defer stopWaiting()
 	if !pauseRunning(ctx, client, sb.ID) {
 		return nil
 	}
@@ -144,7 +145,7 @@ func (s *Service) stopPauseContainer(ctx context.Context, sb store.Sandbox) erro
 }
 
 // pauseRunning asks the monitor whether the pause container runs.
-func pauseRunning(ctx context.Context, client monitor.Client, podID string) bool {
+func pauseRunning(ctx context.Context, client monitorClient, podID string) bool {
 	states, err := client.State(ctx)
 	if err != nil {
 		return false
@@ -166,7 +167,7 @@ func (s *Service) removePauseContainer(ctx context.Context, sb store.Sandbox) er
 		return nil
 	}
 	if sb.MonitorSocket != "" {
-		if err := (monitor.Client{Socket: sb.MonitorSocket}).Delete(ctx, sb.ID); err != nil && !errors.Is(err, monitor.ErrUnreachable) {
+		if err := s.monitors.Client(sb.MonitorSocket).Delete(ctx, sb.ID); err != nil && !errors.Is(err, monitor.ErrUnreachable) {
 			return fmt.Errorf("forget pause container of pod %s: %w", sb.ID, err)
 		}
 	}

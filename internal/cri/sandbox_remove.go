@@ -13,7 +13,6 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/monitor"
-	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -63,7 +62,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 	if err := s.stopMonitor(ctx, sb); err != nil {
 		return nil, err
 	}
-	if err := sandbox.Remove(sb.Paths.Dir); err != nil {
+	if err := s.namespaces.Remove(sb.Paths.Dir); err != nil {
 		return nil, fmt.Errorf("remove pod %s: %w", sb.ID, err)
 	}
 	if err := s.store.Sandboxes.Delete(sb.ID); err != nil && !errdefs.IsNotFound(err) {
@@ -76,7 +75,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 // stopMonitor asks the pod's monitor to exit, or kills it if it does not
 // answer, and removes its socket.
 func (s *Service) stopMonitor(ctx context.Context, sb store.Sandbox) error {
-	client := monitor.Client{Socket: sb.MonitorSocket}
+	client := s.monitors.Client(sb.MonitorSocket)
 	err := client.Shutdown(ctx)
 	if err != nil && !errors.Is(err, monitor.ErrUnreachable) {
 		return fmt.Errorf("shut down monitor of pod %s: %w", sb.ID, err)

@@ -79,13 +79,13 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}()
 
 	dir := s.podDir(sb.ID)
-	paths, err := sandbox.Create(sandbox.Spec{Dir: dir, Config: cfg})
+	paths, err := s.namespaces.Create(sandbox.Spec{Dir: dir, Config: cfg})
 	if err != nil {
 		return nil, fmt.Errorf("create pod namespaces: %w", err)
 	}
 	defer func() {
 		if retErr != nil {
-			if err := sandbox.Remove(dir); err != nil {
+			if err := s.namespaces.Remove(dir); err != nil {
 				s.logger.Error("clean up failed pod", "id", sb.ID, "error", err)
 			}
 		}
@@ -118,7 +118,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if err := os.MkdirAll(filepath.Dir(sb.MonitorSocket), 0o700); err != nil {
 		return nil, err
 	}
-	pid, err := monitor.Launch(ctx, monitor.LaunchOptions{
+	pid, err := s.monitors.Launch(ctx, monitor.LaunchOptions{
 		Binary:   s.monitorBinary,
 		Socket:   sb.MonitorSocket,
 		RuncPath: handler.Path,
@@ -154,7 +154,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 			}
 		}()
 	} else if sharedPID {
-		if sb.PausePid, err = (monitor.Client{Socket: sb.MonitorSocket}).Pause(ctx); err != nil {
+		if sb.PausePid, err = s.monitors.Client(sb.MonitorSocket).Pause(ctx); err != nil {
 			return nil, fmt.Errorf("start the pod's PID namespace init: %w", err)
 		}
 	}

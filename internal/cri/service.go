@@ -57,6 +57,11 @@ type Options struct {
 	OOMScoreAdjFloor *int
 	// CapabilityBounding is the daemon's capability bounding set.
 	CapabilityBounding uint64
+	// Network, Monitors and Namespaces replace the real CNI networking, pod
+	// monitors and pod namespaces (tests); nil means the real ones.
+	Network    podNetworks
+	Monitors   monitors
+	Namespaces podNamespaces
 }
 
 // Service serves CRI. It is safe for concurrent use.
@@ -76,7 +81,9 @@ type Service struct {
 	oomFloor      *int
 	capBounding   uint64
 	cgroupDriver  string
-	network       *network.Manager
+	network       podNetworks
+	monitors      monitors
+	namespaces    podNamespaces
 	stats         *stats.Reader
 	streams       streaming.Server // nil until SetStreams
 	exits         *exitWaiters
@@ -104,10 +111,21 @@ func New(opts Options) *Service {
 		oomFloor:      opts.OOMScoreAdjFloor,
 		capBounding:   opts.CapabilityBounding,
 		cgroupDriver:  sysinfo.CgroupDriver(opts.Config.Runtime.CgroupDriver),
-		network:       network.New(opts.Config.CNI.ConfDir, opts.Config.CNI.BinDirs),
+		network:       opts.Network,
+		monitors:      opts.Monitors,
+		namespaces:    opts.Namespaces,
 		stats:         stats.NewReader(),
 		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
 		watchPods:     make(chan string, 64),
+	}
+	if s.network == nil {
+		s.network = network.New(opts.Config.CNI.ConfDir, opts.Config.CNI.BinDirs)
+	}
+	if s.monitors == nil {
+		s.monitors = realMonitors{}
+	}
+	if s.namespaces == nil {
+		s.namespaces = realNamespaces{}
 	}
 	if s.probeNetwork == nil {
 		s.probeNetwork = func() netconf.Result { return netconf.Probe(s.cfg.CNI.ConfDir, s.cfg.CNI.BinDirs) }

@@ -28,6 +28,7 @@ import (
 )
 
 type fixture struct {
+	svc     *Service
 	store   *store.Store
 	gate    *Gate
 	runtime runtime.RuntimeServiceClient
@@ -39,6 +40,13 @@ type fixture struct {
 // interceptors the daemon uses.
 func newFixture(t *testing.T, runtimeBinary string) *fixture {
 	t.Helper()
+	return newFixtureWith(t, runtimeBinary, nil)
+}
+
+// newFixtureWith is newFixture with opts changed by adjust (fakes at the
+// seams) before the Service is built.
+func newFixtureWith(t *testing.T, runtimeBinary string, adjust func(*Options)) *fixture {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "berth.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -47,14 +55,20 @@ func newFixture(t *testing.T, runtimeBinary string) *fixture {
 	f := &fixture{store: st, gate: &Gate{}, network: &netconf.Result{Ready: true}}
 	cfg := config.Default()
 	cfg.Root = t.TempDir()
+	cfg.State = t.TempDir()
 	cfg.Runtime.Handlers = map[string]config.Handler{"runc": {Path: runtimeBinary}}
-	svc := New(Options{
+	opts := Options{
 		Config:       cfg,
 		Store:        st,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Images:       noImages{},
 		ProbeNetwork: func() netconf.Result { return *f.network },
-	})
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	svc := New(opts)
+	f.svc = svc
 	unary, stream := Interceptors(slog.New(slog.NewTextHandler(io.Discard, nil)), f.gate)
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	svc.Register(srv)

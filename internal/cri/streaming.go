@@ -122,7 +122,7 @@ func (rt streamRuntime) Attach(ctx context.Context, id string, in io.Reader, out
 	if err != nil {
 		return fmt.Errorf("pod of container %s: %w", c.ID, err)
 	}
-	_, err = monitor.Client{Socket: sb.MonitorSocket}.Attach(ctx, c.ID, streamStdio(in, out, errw, resize))
+	_, err = rt.s.monitors.Client(sb.MonitorSocket).Attach(ctx, c.ID, streamStdio(in, out, errw, resize))
 	if ctx.Err() != nil {
 		return nil // the client detached
 	}
