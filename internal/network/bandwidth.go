@@ -3,6 +3,7 @@ package network
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	gocni "github.com/containerd/go-cni"
@@ -33,6 +34,9 @@ func Bandwidth(annotations map[string]string) (*gocni.BandWidth, error) {
 		if !ok {
 			continue
 		}
+		if err := checkQuantitySize(v); err != nil {
+			return nil, fmt.Errorf("annotation %s %q: %w", a.key, v, err)
+		}
 		q, err := resource.ParseQuantity(v)
 		if err != nil {
 			return nil, fmt.Errorf("annotation %s %q: %v: %w", a.key, v, err, errdefs.ErrInvalidArgument)
@@ -47,4 +51,22 @@ func Bandwidth(annotations map[string]string) (*gocni.BandWidth, error) {
 		return nil, nil
 	}
 	return &bw, nil
+}
+
+// maxQuantityLen bounds a bandwidth quantity before it is parsed: the time
+// and memory resource.ParseQuantity takes grow steeply with a quantity's
+// digits and exponent ("1e-99999999" takes it half a minute, "1e-999999999"
+// tens of minutes and gigabytes), and a pod's annotations are anyone's to
+// write. Within this length, no rate between 1k and 1P needs an exponent of
+// more than two digits.
+const maxQuantityLen = 32
+
+func checkQuantitySize(v string) error {
+	if len(v) > maxQuantityLen {
+		return fmt.Errorf("longer than %d characters: %w", maxQuantityLen, errdefs.ErrInvalidArgument)
+	}
+	if i := strings.LastIndexAny(v, "eE"); i >= 0 && len(strings.TrimLeft(v[i+1:], "+-")) > 2 {
+		return fmt.Errorf("an exponent of more than two digits: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package network
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -20,7 +21,13 @@ func TestBandwidth(t *testing.T) {
 	if bw, err := Bandwidth(map[string]string{"other": "x"}); bw != nil || err != nil {
 		t.Errorf("no annotations: %+v, %v", bw, err)
 	}
-	for _, bad := range []string{"fast", "10", "2E"} {
+	if bw, err := Bandwidth(map[string]string{IngressBandwidthAnnotation: "1e+15", EgressBandwidthAnnotation: "0.5e04"}); err != nil ||
+		bw.IngressRate != 1e15 || bw.EgressRate != 5000 {
+		t.Errorf("exponents: %+v, %v", bw, err)
+	}
+	// Refused before resource.ParseQuantity, which would take half a minute
+	// over "1e-99999999"; a valid rate, padded past 32 characters, too.
+	for _, bad := range []string{"fast", "10", "2E", "1e-99999999", "1e005", strings.Repeat("0", 31) + "1G"} {
 		if _, err := Bandwidth(map[string]string{EgressBandwidthAnnotation: bad}); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("%q: %v, want InvalidArgument", bad, err)
 		}
