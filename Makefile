@@ -12,7 +12,7 @@ RUN_FLAGS ?=
 # Where the e2e harness caches crictl, critest and Debian's busybox package.
 E2E_CACHE ?= /var/cache/berth-e2e
 
-.PHONY: all build deps run test lint unit e2e e2e-go conformance e2e-go-crun conformance-crun conformance-upstream clean
+.PHONY: all build deps run test lint unit e2e e2e-go conformance e2e-go-crun conformance-crun conformance-upstream clean fuzz
 
 all: build
 
@@ -96,3 +96,15 @@ bench-pods: deps build bin/testbin
 bench-critest: deps build bin/testbin
 	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
 	$(GO) run ./bench/critestbench -berth bin/berth -testbin bin/testbin -n 40
+
+# Fuzzing (not part of `make test`; `make unit` runs the seed corpora): each
+# fuzz target for FUZZTIME, one at a time, since -fuzz takes one target per
+# package. New crashers land in the package's testdata/fuzz/<FuzzName>/.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzBuild$$' -fuzztime $(FUZZTIME) ./internal/spec
+	$(GO) test -run '^$$' -fuzz '^FuzzValidatePodConfig$$' -fuzztime $(FUZZTIME) ./internal/cri
+	$(GO) test -run '^$$' -fuzz '^FuzzContainerLogFile$$' -fuzztime $(FUZZTIME) ./internal/cri
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./internal/image
+	$(GO) test -run '^$$' -fuzz '^FuzzCopy$$' -fuzztime $(FUZZTIME) ./internal/crilog
+	$(GO) test -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME) ./internal/monitor/api

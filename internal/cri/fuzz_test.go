@@ -43,6 +43,9 @@ func FuzzValidatePodConfig(f *testing.F) {
 		{Metadata: meta, LogDirectory: "relative/dir"},
 		{Metadata: meta, Annotations: map[string]string{"kubernetes.io/ingress-bandwidth": "lots"}},
 		{Metadata: meta, Annotations: map[string]string{"kubernetes.io/egress-bandwidth": "1"}},
+		// resource.ParseQuantity alone would spend tens of minutes and
+		// gigabytes on this one.
+		{Metadata: meta, Annotations: map[string]string{"kubernetes.io/ingress-bandwidth": "1e-999999999"}},
 		{Metadata: meta, Linux: &runtime.LinuxPodSandboxConfig{Sysctls: map[string]string{"kernel.hostname": "x"}}},
 		{Metadata: meta, Linux: &runtime.LinuxPodSandboxConfig{
 			Sysctls:         map[string]string{"net.core.somaxconn": "1024", "kernel.msgmax": "1"},

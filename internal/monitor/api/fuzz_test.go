@@ -65,19 +65,21 @@ func FuzzFrameReader(f *testing.F) {
 		}
 
 		// The round trip: data is a list of writes, each a kind byte, a
-		// length byte n and n payload bytes (fewer at the end); n = 255
-		// stands for a write of 2*MaxFramePayload+1 copies of the next
-		// byte, which goes out as three frames.
+		// length byte n and n payload bytes (fewer at the end). The first
+		// two times, n = 255 stands instead for a write of
+		// 2*MaxFramePayload+1 copies of the next byte, which goes out as
+		// three frames (only twice: an input must not cost gigabytes).
 		type write struct {
 			kind byte
 			p    []byte
 		}
 		var writes []write
-		for len(data) >= 2 {
+		for big := 0; len(data) >= 2; {
 			kind, n := data[0], int(data[1])
 			data = data[2:]
 			var p []byte
-			if n == 255 {
+			if n == 255 && big < 2 {
+				big++
 				p = bytes.Repeat(data[:min(len(data), 1)], 2*MaxFramePayload+1)
 				n = 1
 			} else {
