@@ -23,6 +23,7 @@ import (
 	"github.com/berth-cri/berth/internal/beneath"
 	"github.com/berth-cri/berth/internal/cgroup"
 	"github.com/berth-cri/berth/internal/crilog"
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/monitor/api"
 	"github.com/berth-cri/berth/internal/runclog"
 )
@@ -110,7 +111,7 @@ func (m *monitor) start(ctx context.Context, req api.Request) (int, error) {
 		runc: &runc.Runc{
 			Command:   m.runcPath,
 			Root:      m.runcRoot,
-			Log:       filepath.Join(req.Bundle, "runc.log"),
+			Log:       layout.Bundle(req.Bundle).RuntimeLog(),
 			LogFormat: runc.JSON,
 		},
 	}
@@ -146,7 +147,7 @@ func (m *monitor) create(ctx context.Context, c *container, req api.Request) (in
 		logFile = f
 	}
 	c.log = crilog.NewFile(logFile)
-	pidFile := filepath.Join(c.bundle, "init.pid")
+	pidFile := layout.Bundle(c.bundle).InitPid()
 	var err error
 	if c.facts.terminal {
 		err = m.createWithTerminal(ctx, c, req, pidFile)
@@ -320,7 +321,7 @@ func (m *monitor) waitExit(c *container, exited chan runc.Exit) {
 		exit.Signal = e.Status - 128
 	}
 	exit.OOMKilled = oomKilled(c.facts.cgroupsPath)
-	if err := writeJSONAtomic(filepath.Join(c.bundle, api.ExitFile), exit); err != nil {
+	if err := writeJSONAtomic(layout.Bundle(c.bundle).Exit(), exit); err != nil {
 		m.logger.Error("write exit record", "id", c.id, "error", err)
 	}
 	c.mu.Lock()
@@ -545,7 +546,7 @@ func readBundleFacts(bundle string) bundleFacts {
 			Namespaces  []struct{ Type, Path string } `json:"namespaces"`
 		} `json:"linux"`
 	}
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	b, err := os.ReadFile(layout.Bundle(bundle).Spec())
 	if err != nil || json.Unmarshal(b, &spec) != nil {
 		return bundleFacts{}
 	}

@@ -18,6 +18,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/monitor/api"
 	"github.com/berth-cri/berth/internal/runclog"
 )
@@ -56,7 +57,7 @@ func (m *monitor) runExec(in io.Reader, fw *api.FrameWriter, req api.Request) (i
 	if err := json.Unmarshal(req.Process, &proc); err != nil {
 		return 0, fmt.Errorf("exec process: %w", err)
 	}
-	dir, err := os.MkdirTemp(c.bundle, "exec-")
+	dir, err := os.MkdirTemp(c.bundle, layout.ExecDirPattern)
 	if err != nil && !c.state().Running {
 		return 0, notRunningError{c.id} // exited, its bundle being removed
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/spec"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
@@ -104,7 +105,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		StopSignal:  img.Config.Config.StopSignal,
 		CreatedAt:   time.Now().UTC(),
 	}
-	c.Bundle = s.containerDir(c.ID)
+	c.Bundle = s.layout().Container(c.ID).Dir()
 	c.SnapshotKey = c.ID
 	if err := s.store.Containers.ReserveName(c.UniqueName(), c.ID); err != nil {
 		return nil, err
@@ -115,7 +116,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		}
 	}()
 
-	rootfs := filepath.Join(c.Bundle, "rootfs")
+	rootfs := layout.Bundle(c.Bundle).Rootfs()
 	pod := specPod(sb, &podCfg, pidNS)
 	if err := makeBundleDir(c.Bundle, pod.GIDs); err != nil {
 		return nil, err
@@ -166,7 +167,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err != nil {
 		return nil, fmt.Errorf("encode runtime spec: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(c.Bundle, "config.json"), b, 0o600); err != nil {
+	if err := os.WriteFile(layout.Bundle(c.Bundle).Spec(), b, 0o600); err != nil {
 		return nil, err
 	}
 	if err := s.store.Containers.Add(c); err != nil {
@@ -240,7 +241,7 @@ func (s *Service) cleanupBundle(ctx context.Context, c store.Container) error {
 	if err := s.unmountImageVolumes(ctx, c); err != nil {
 		return err
 	}
-	if err := s.images.UnmountRootfs(ctx, c.SnapshotKey, filepath.Join(c.Bundle, "rootfs")); err != nil {
+	if err := s.images.UnmountRootfs(ctx, c.SnapshotKey, layout.Bundle(c.Bundle).Rootfs()); err != nil {
 		return fmt.Errorf("container %s: %w", c.ID, err)
 	}
 	if err := os.RemoveAll(c.Bundle); err != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/store"
 )
@@ -110,7 +110,7 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 // bundleSpec reads the OCI spec in a container's bundle, returning it parsed
 // and raw (for verbose status).
 func bundleSpec(bundle string) (*specs.Spec, []byte, error) {
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	b, err := os.ReadFile(layout.Bundle(bundle).Spec())
 	if err != nil {
 		return nil, nil, fmt.Errorf("read runtime spec: %w", err)
 	}

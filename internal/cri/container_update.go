@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/atomicfile"
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/spec"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
@@ -92,7 +92,7 @@ func (s *Service) UpdateContainerResources(ctx context.Context, r *runtime.Updat
 	if err != nil {
 		return nil, fmt.Errorf("encode runtime spec: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(c.Bundle, "config.json"), b, 0o600); err != nil {
+	if err := atomicfile.Write(layout.Bundle(c.Bundle).Spec(), b, 0o600); err != nil {
 		return nil, err
 	}
 	if _, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {

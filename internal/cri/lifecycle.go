@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/monitor/api"
 	"github.com/berth-cri/berth/internal/ociruntime"
@@ -32,15 +32,8 @@ const (
 	monitorRetryPeriod = 200 * time.Millisecond
 )
 
-// Paths under --state.
-func (s *Service) podDir(id string) string       { return filepath.Join(s.cfg.State, "pods", id) }
-func (s *Service) containerDir(id string) string { return filepath.Join(s.cfg.State, "containers", id) }
-
-// monitorSocket is short on purpose: unix socket paths are limited to 108
-// bytes, and --state may already be long.
-func (s *Service) monitorSocket(id string) string {
-	return filepath.Join(s.cfg.State, "mon", id[:16]+".sock")
-}
+// layout is where things live under --state.
+func (s *Service) layout() layout.State { return layout.State(s.cfg.State) }
 
 // handlerOf is the RuntimeClass handler a pod runs on.
 func (s *Service) handlerOf(sb store.Sandbox) ociruntime.Handler {

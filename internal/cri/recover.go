@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/sandbox"
@@ -47,7 +47,7 @@ func (s *Service) Recover(ctx context.Context) error {
 // sweepOrphans removes pod and container directories that have no record:
 // what a create interrupted by a crash left behind.
 func (s *Service) sweepOrphans(ctx context.Context) error {
-	pods, err := os.ReadDir(filepath.Join(s.cfg.State, "pods"))
+	pods, err := os.ReadDir(s.layout().Pods())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -56,10 +56,10 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 		if _, err := s.store.Sandboxes.Get(id); err == nil {
 			continue
 		}
-		dir := s.podDir(id)
+		dir := s.layout().Pod(id).Dir()
 		if len(id) >= 16 {
-			killOrphanMonitor(s.monitorSocket(id))
-			_ = os.Remove(s.monitorSocket(id))
+			killOrphanMonitor(s.layout().MonitorSocket(id))
+			_ = os.Remove(s.layout().MonitorSocket(id))
 		}
 		if err := s.detachOrphanNetwork(ctx, id, dir); err != nil {
 			// Keep the pinned netns and config.pb for the next start's
@@ -72,7 +72,7 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 		}
 		s.logger.Info("removed half-made pod sandbox", "id", id)
 	}
-	pauses, err := os.ReadDir(filepath.Join(s.cfg.State, "pause"))
+	pauses, err := os.ReadDir(s.layout().Pauses())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -86,7 +86,7 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 		}
 		s.logger.Info("removed half-made pause container", "pod", id)
 	}
-	ctrs, err := os.ReadDir(filepath.Join(s.cfg.State, "containers"))
+	ctrs, err := os.ReadDir(s.layout().Containers())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -95,7 +95,7 @@ func (s *Service) sweepOrphans(ctx context.Context) error {
 		if _, err := s.store.Containers.Get(id); err == nil {
 			continue
 		}
-		c := store.Container{ID: id, Bundle: s.containerDir(id), SnapshotKey: id}
+		c := store.Container{ID: id, Bundle: s.layout().Container(id).Dir(), SnapshotKey: id}
 		if err := s.cleanupBundle(ctx, c); err != nil {
 			return fmt.Errorf("remove half-made container: %w", err)
 		}
@@ -118,7 +118,7 @@ const (
 // remove their rules, and release its IP. With no CNI config loadable
 // nothing can run DEL, and the pod goes anyway (as detachNetwork does).
 func (s *Service) detachOrphanNetwork(ctx context.Context, id, dir string) error {
-	raw, err := os.ReadFile(filepath.Join(dir, podConfigFile))
+	raw, err := os.ReadFile(layout.Pod(dir).Config())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -137,7 +137,7 @@ func (s *Service) detachOrphanNetwork(ctx context.Context, id, dir string) error
 	sb := store.Sandbox{
 		ID:       id,
 		Metadata: store.PodMetadata{Name: m.GetName(), UID: m.GetUid(), Namespace: m.GetNamespace(), Attempt: m.GetAttempt()},
-		Paths:    store.SandboxPaths{NetNS: filepath.Join(dir, "ns", sandbox.NetNS)},
+		Paths:    store.SandboxPaths{NetNS: layout.Pod(dir).Namespace(sandbox.NetNS)},
 	}
 	del, cancel := context.WithTimeout(ctx, orphanDetachTimeout)
 	defer cancel()

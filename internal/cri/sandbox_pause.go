@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/ociruntime"
 	"github.com/berth-cri/berth/internal/spec"
@@ -30,9 +30,7 @@ import (
 // <state>/pause/<pod ID>, outside the pod directory, so that removing the
 // pod directory can never reach into its root file system.
 
-func (s *Service) pauseBundle(podID string) string {
-	return filepath.Join(s.cfg.State, "pause", podID)
-}
+func (s *Service) pauseBundle(podID string) string { return s.layout().Pause(podID).Dir() }
 
 // pauseContainer is the record cleanupBundle needs for a pod's pause
 // container: the pod's ID names its monitor entry and its snapshot.
@@ -52,7 +50,7 @@ func (s *Service) startPauseContainer(ctx context.Context, sb store.Sandbox, cfg
 		return 0, fmt.Errorf("sandbox image %s: %w", ref, err)
 	}
 	pc := s.pauseContainer(sb.ID)
-	rootfs := filepath.Join(pc.Bundle, "rootfs")
+	rootfs := layout.Bundle(pc.Bundle).Rootfs()
 	pod := specPod(sb, cfg, "")
 	if err := makeBundleDir(pc.Bundle, pod.GIDs); err != nil {
 		return 0, err
@@ -103,7 +101,7 @@ func (s *Service) startPauseContainer(ctx context.Context, sb store.Sandbox, cfg
 	if err != nil {
 		return 0, fmt.Errorf("encode pause container spec: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(pc.Bundle, "config.json"), b, 0o600); err != nil {
+	if err := os.WriteFile(layout.Bundle(pc.Bundle).Spec(), b, 0o600); err != nil {
 		return 0, err
 	}
 	pid, err := s.monitors.Client(sb.MonitorSocket).Start(ctx, sb.ID, pc.Bundle, monitor.StartOptions{})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/sandbox"
@@ -78,7 +79,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		}
 	}()
 
-	dir := s.podDir(sb.ID)
+	dir := s.layout().Pod(sb.ID).Dir()
 	paths, err := s.namespaces.Create(sandbox.Spec{Dir: dir, Config: cfg})
 	if err != nil {
 		return nil, fmt.Errorf("create pod namespaces: %w", err)
@@ -94,7 +95,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if sb.Paths.NetNS != "" {
 		// Recovery detaches a pod that a crash left unrecorded from its
 		// network with this: CNI DEL needs the pod's ID, config and netns.
-		if err := atomicfile.Write(filepath.Join(dir, podConfigFile), raw, 0o600); err != nil {
+		if err := atomicfile.Write(layout.Pod(dir).Config(), raw, 0o600); err != nil {
 			return nil, err
 		}
 		start := time.Now()
@@ -114,7 +115,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 			}
 		}()
 	}
-	sb.MonitorSocket = s.monitorSocket(sb.ID)
+	sb.MonitorSocket = s.layout().MonitorSocket(sb.ID)
 	if err := os.MkdirAll(filepath.Dir(sb.MonitorSocket), 0o700); err != nil {
 		return nil, err
 	}
@@ -123,7 +124,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		Socket:   sb.MonitorSocket,
 		RuncPath: handler.Path,
 		RuncRoot: handler.Root,
-		LogPath:  filepath.Join(dir, "monitor.log"),
+		LogPath:  layout.Pod(dir).MonitorLog(),
 	})
 	if err != nil {
 		return nil, err
@@ -166,10 +167,6 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	s.logger.InfoContext(ctx, "pod sandbox running", "id", sb.ID, "name", sb.UniqueName(), "monitor_pid", pid)
 	return &runtime.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
 }
-
-// podConfigFile, in a pod's directory, holds its CRI config (protobuf) from
-// before CNI ADD until the pod is removed.
-const podConfigFile = "config.pb"
 
 // podNetwork is what CNI is told about a pod.
 func podNetwork(sb store.Sandbox, cfg *runtime.PodSandboxConfig) network.Pod {

@@ -23,6 +23,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/cri"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
@@ -49,7 +50,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	// rootfs of a pod in a user namespace as the namespace's root (an
 	// unprivileged host user): the way to the bundles must be searchable;
 	// each bundle is closed to all but root, and that user's group.
-	for _, dir := range []string{cfg.State, filepath.Join(cfg.State, "containers"), filepath.Join(cfg.State, "pause")} {
+	for _, dir := range []string{cfg.State, layout.State(cfg.State).Containers(), layout.State(cfg.State).Pauses()} {
 		if err := os.Chmod(dir, 0o711); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("make state directory searchable: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/monitor/api"
 )
 
@@ -259,7 +260,7 @@ func (c Client) Events(ctx context.Context, subscribed func(), fn func(api.Event
 // ReadExit reads a container's exit record from its bundle; ok is false
 // when the container has not exited (no record).
 func ReadExit(bundle string) (api.Exit, bool, error) {
-	b, err := os.ReadFile(bundle + "/" + api.ExitFile)
+	b, err := os.ReadFile(layout.Bundle(bundle).Exit())
 	if errors.Is(err, os.ErrNotExist) {
 		return api.Exit{}, false, nil
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	runc "github.com/containerd/go-runc"
 
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/layout"
 )
 
 // Handler is one RuntimeClass handler.
@@ -54,7 +54,7 @@ func NewSet(cfg config.Runtime, stateDir string) *Set {
 	return s
 }
 
-func (s *Set) root(name string) string { return filepath.Join(s.stateDir, "runtimes", name) }
+func (s *Set) root(name string) string { return layout.State(s.stateDir).RuntimeRoot(name) }
 
 // Recorded is the handler of a pod that was started on name ("" is the
 // default): the configured one, or for a handler removed from the config

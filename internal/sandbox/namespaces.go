@@ -9,11 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-cri/berth/internal/layout"
 )
 
 // Kinds of namespace a pod can pin.
@@ -142,4 +143,4 @@ func loopbackUp() error {
 }
 
 // nsFile is where a pod's namespace of kind is pinned.
-func nsFile(dir, kind string) string { return filepath.Join(dir, "ns", kind) }
+func nsFile(dir, kind string) string { return layout.Pod(dir).Namespace(kind) }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/spec"
 )
 
@@ -45,7 +46,7 @@ func Create(s Spec) (p Paths, retErr error) {
 	cfg := s.Config
 	opts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	p.Dir = s.Dir
-	if err := os.MkdirAll(filepath.Join(s.Dir, "ns"), 0o700); err != nil {
+	if err := os.MkdirAll(layout.Pod(s.Dir).Namespaces(), 0o700); err != nil {
 		return p, err
 	}
 	defer func() {

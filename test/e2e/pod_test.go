@@ -158,6 +158,23 @@ func (p *podEnv) status(t *testing.T, id string) *runtime.ContainerStatus {
 	return resp.Status
 }
 
+// waitLogged polls the container's log until it holds text: the container
+// has got that far.
+func (p *podEnv) waitLogged(t *testing.T, id, text string) {
+	t.Helper()
+	path := p.status(t, id).LogPath
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, _ := os.ReadFile(path); strings.Contains(string(b), text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s did not log %q within 30s", id, text)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitExited polls ContainerStatus until the container has exited.
 func (p *podEnv) waitExited(t *testing.T, id string) *runtime.ContainerStatus {
 	t.Helper()
@@ -241,8 +258,10 @@ func TestPodLifecycle(t *testing.T) {
 	}
 
 	t.Log("a container that ignores SIGTERM is killed after the timeout")
-	stubborn := p.createContainer(t, podID, podCfg, "stubborn", "sh", "-c", "trap '' TERM; while true; do sleep 1; done")
+	stubborn := p.createContainer(t, podID, podCfg, "stubborn", "sh", "-c", "trap '' TERM; echo ignoring TERM; while true; do sleep 1; done")
 	p.start(t, stubborn)
+	// A SIGTERM before the trap is set would end it at once.
+	p.waitLogged(t, stubborn, "ignoring TERM")
 	start := time.Now()
 	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: stubborn, Timeout: 2}); err != nil {
 		t.Fatal(err)
@@ -259,10 +278,11 @@ func TestPodLifecycle(t *testing.T) {
 	}
 
 	t.Log("a container that handles SIGTERM stops at once")
-	polite := p.createContainer(t, podID, podCfg, "polite", "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait")
+	polite := p.createContainer(t, podID, podCfg, "polite", "sh", "-c", "trap 'exit 0' TERM; echo handling TERM; sleep 1000 & wait")
 	if _, err := p.runtime.StartContainer(t.Context(), &runtime.StartContainerRequest{ContainerId: polite}); err != nil {
 		t.Fatal(err)
 	}
+	p.waitLogged(t, polite, "handling TERM")
 	if _, err := p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: polite, Timeout: 60}); err != nil {
 		t.Fatal(err)
 	}

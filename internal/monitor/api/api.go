@@ -81,16 +81,14 @@ type Container struct {
 }
 
 // Exit records how a container's init process ended. The monitor writes it
-// to ExitFile in the bundle (atomically) before reporting it anywhere.
+// to the bundle's exit record (layout.Bundle.Exit, atomically) before
+// reporting it anywhere.
 type Exit struct {
 	Code       int32     `json:"code"`
 	Signal     int       `json:"signal,omitempty"`
 	OOMKilled  bool      `json:"oom_killed,omitempty"`
 	FinishedAt time.Time `json:"finished_at"`
 }
-
-// ExitFile is the name of the exit record in a container's bundle.
-const ExitFile = "exit.json"
 
 // Event is sent on an Events connection when a container exits. The first
 // event on a connection is empty (no ID): it acknowledges the subscription.
