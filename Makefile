@@ -108,3 +108,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalize$$' -fuzztime $(FUZZTIME) ./internal/image
 	$(GO) test -run '^$$' -fuzz '^FuzzCopy$$' -fuzztime $(FUZZTIME) ./internal/crilog
 	$(GO) test -run '^$$' -fuzz '^FuzzFrameReader$$' -fuzztime $(FUZZTIME) ./internal/monitor/api
+
+# Status reads (ContainerStatus, ListContainers) idle and while 8 goroutines
+# create, start, stop and remove containers, berth against containerd 1.6.
+.PHONY: bench-reads
+bench-reads: deps build bin/testbin
+	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
+	$(GO) run ./bench/readlatency -berth bin/berth -testbin bin/testbin
