@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -78,6 +79,9 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	}
 	logFile, err := containerLogFile(podCfg.GetLogDirectory(), cfg.GetLogPath())
 	if err != nil {
+		return nil, err
+	}
+	if err := makeMissingHostPaths(cfg.GetMounts()); err != nil {
 		return nil, err
 	}
 	if logFile != "" {
@@ -216,6 +220,28 @@ func specPod(sb store.Sandbox, cfg *runtime.PodSandboxConfig, pidNS string) spec
 		p.UserNS, p.UIDs, p.GIDs = sb.Paths.UserNS, spec.IDMaps(userns.GetUids()), spec.IDMaps(userns.GetGids())
 	}
 	return p
+}
+
+// makeMissingHostPaths creates, as directories (0755), the host paths of
+// bind mounts that do not exist, as containerd and CRI-O do: kubelet's
+// hostPath volumes of no particular type rely on it.
+func makeMissingHostPaths(mounts []*runtime.Mount) error {
+	for i, m := range mounts {
+		hp := m.GetHostPath()
+		if hp == "" || m.GetImage().GetImage() != "" {
+			continue
+		}
+		if !filepath.IsAbs(hp) {
+			return fmt.Errorf("config.mounts[%d].host_path %q must be absolute: %w", i, hp, errdefs.ErrInvalidArgument)
+		}
+		if _, err := os.Lstat(hp); !errors.Is(err, os.ErrNotExist) {
+			continue // there (or a dangling link, which the spec refuses)
+		}
+		if err := os.MkdirAll(hp, 0o755); err != nil {
+			return fmt.Errorf("config.mounts[%d].host_path %q: %v: %w", i, hp, err, errdefs.ErrFailedPrecondition)
+		}
+	}
+	return nil
 }
 
 // containerLogFile joins the pod's log directory and the container's

@@ -204,12 +204,14 @@ func TestCreateRacingPodRemoval(t *testing.T) {
 
 // TestLogDirectoryMadeWhenMissing: a pod whose log_directory does not
 // exist yet still runs its containers: CreateContainer makes the directory
-// and the start the log file's own directories, as containerd does. A
+// and the start the log file's own directories, as containerd does (and a
+// bind mount's missing host path, as a directory). A
 // log_path that leaves the directory through a symlink planted in it is
 // FailedPrecondition, and nothing is written outside.
 func TestLogDirectoryMadeWhenMissing(t *testing.T) {
 	p := newPodEnv(t)
 	logDir := filepath.Join(t.TempDir(), "not", "yet")
+	hostPath := filepath.Join(t.TempDir(), "volume", "not", "yet")
 	cfg := &runtime.PodSandboxConfig{
 		Metadata:     &runtime.PodSandboxMetadata{Name: "logdir", Namespace: "e2e", Uid: "logdir"},
 		LogDirectory: logDir,
@@ -226,6 +228,7 @@ func TestLogDirectoryMadeWhenMissing(t *testing.T) {
 				Image:    &runtime.ImageSpec{Image: busyboxImage},
 				Command:  []string{"echo", "hello from " + name},
 				LogPath:  logPath,
+				Mounts:   []*runtime.Mount{{ContainerPath: "/data", HostPath: hostPath}},
 			},
 		})
 		if err != nil {
@@ -234,6 +237,9 @@ func TestLogDirectoryMadeWhenMissing(t *testing.T) {
 		return resp.ContainerId
 	}
 	id := create("nested", "nested/0.log")
+	if fi, err := os.Stat(hostPath); err != nil || !fi.IsDir() {
+		t.Fatalf("missing mount host path after CreateContainer: %v, %v; want a directory made", fi, err)
+	}
 	if fi, err := os.Stat(logDir); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf("log directory after CreateContainer: %v, %v; want a 0755 directory", fi, err)
 	}
