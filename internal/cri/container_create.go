@@ -254,8 +254,8 @@ func containerLogFile(dir, rel string) (string, error) {
 		return "", fmt.Errorf("config.log_path %q needs the pod's log_directory: %w", rel, errdefs.ErrInvalidArgument)
 	}
 	p := filepath.Join(dir, rel)
-	if filepath.IsAbs(rel) || (p != dir && !strings.HasPrefix(p, filepath.Clean(dir)+string(filepath.Separator))) {
-		return "", fmt.Errorf("config.log_path %q leaves the pod's log directory: %w", rel, errdefs.ErrInvalidArgument)
+	if filepath.IsAbs(rel) || !strings.HasPrefix(p, filepath.Clean(dir)+string(filepath.Separator)) {
+		return "", fmt.Errorf("config.log_path %q must name a file inside the pod's log directory: %w", rel, errdefs.ErrInvalidArgument)
 	}
 	return p, nil
 }

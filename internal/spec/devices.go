@@ -68,6 +68,11 @@ func devicesAt(host, dst string) ([]specs.LinuxDevice, error) {
 		}
 		return []specs.LinuxDevice{n}, nil
 	}
+	// A directory of devices lives under /dev (/dev/snd, /dev/dri); any
+	// other would have the daemon walk the host's file system.
+	if real, err := filepath.EvalSymlinks(host); err != nil || (real != "/dev" && !strings.HasPrefix(real, "/dev/")) {
+		return nil, fmt.Errorf("%q is a directory outside /dev: %w", host, errdefs.ErrInvalidArgument)
+	}
 	var out []specs.LinuxDevice
 	err = filepath.WalkDir(host, func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {

@@ -3,9 +3,11 @@ package spec
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/containerd/v2/contrib/seccomp"
 	"github.com/containerd/errdefs"
@@ -35,7 +37,7 @@ func applySeccomp(s *specs.Spec, sc *runtime.LinuxContainerSecurityContext) erro
 		if !filepath.IsAbs(ref) {
 			return fmt.Errorf("linux.security_context.seccomp.localhost_ref %q must be an absolute path: %w", ref, errdefs.ErrInvalidArgument)
 		}
-		b, err := os.ReadFile(ref)
+		b, err := readProfile(ref)
 		if err != nil {
 			return fmt.Errorf("linux.security_context.seccomp.localhost_ref: %v: %w", err, errdefs.ErrInvalidArgument)
 		}
@@ -61,4 +63,30 @@ func seccompChoice(sc *runtime.LinuxContainerSecurityContext) (runtime.SecurityP
 	default:
 		return runtime.SecurityProfile_Unconfined, ""
 	}
+}
+
+// maxProfileSize bounds a seccomp profile file (containerd's own default
+// profile is about 20 KB).
+const maxProfileSize = 4 << 20
+
+// readProfile reads a Localhost seccomp profile: a regular file of bounded
+// size, never a device or FIFO that could hang or flood the daemon.
+func readProfile(path string) ([]byte, error) {
+	// Non-blocking: opening a FIFO to read would wait for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > maxProfileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxProfileSize)
+	}
+	return io.ReadAll(io.LimitReader(f, maxProfileSize+1))
 }

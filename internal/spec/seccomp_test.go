@@ -3,6 +3,7 @@ package spec
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -49,6 +50,20 @@ func TestSeccomp(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("%s: default action %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A Localhost profile that is no regular file is refused at once: a FIFO
+// must not hang the daemon, a device must not flood it.
+func TestLocalhostProfileMustBeAFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, "/dev/zero", t.TempDir()} {
+		if _, err := readProfile(path); err == nil {
+			t.Errorf("%s: read as a profile", path)
 		}
 	}
 }

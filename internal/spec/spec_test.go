@@ -352,3 +352,12 @@ func TestBuildInUserNamespace(t *testing.T) {
 		}
 	}
 }
+
+// A device host_path that is a directory outside /dev is refused: the
+// daemon would walk the host's file system for device nodes.
+func TestDeviceDirectoryOutsideDev(t *testing.T) {
+	_, _, err := devices(&runtime.ContainerConfig{Devices: []*runtime.Device{{HostPath: t.TempDir(), ContainerPath: "/dev/x", Permissions: "rw"}}}, false)
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "outside /dev") {
+		t.Fatalf("directory outside /dev: %v", err)
+	}
+}
