@@ -2,7 +2,8 @@
 // containers are being made and removed: ContainerStatus and
 // ListContainers latency (p50, p99), first on an idle runtime, then while
 // -writers goroutines each create, start, stop and remove containers in a
-// loop. berth and containerd (Debian's 1.6 package) run in the same run,
+// loop; and Version, which reads nothing, as the floor that scheduling
+// alone sets under the load. berth and containerd (Debian's 1.6 package) run in the same run,
 // with the same pod layout; -containerd "" measures berth alone.
 //
 //	go run ./bench/readlatency -berth bin/berth -testbin bin/testbin
@@ -85,7 +86,7 @@ func run(berthBin, testbin, containerdBin, cache string, writers, steady int, d 
 		fmt.Printf(" %14s", "p99 ratio")
 	}
 	fmt.Println()
-	for _, read := range []string{"ContainerStatus", "ListContainers"} {
+	for _, read := range []string{"ContainerStatus", "ListContainers", "Version"} {
 		for _, phase := range []string{"idle", "under writes"} {
 			fmt.Printf("  %-16s %-13s", read, phase)
 			var p99s []time.Duration
@@ -101,7 +102,7 @@ func run(berthBin, testbin, containerdBin, cache string, writers, steady int, d 
 		}
 	}
 	for _, t := range targets {
-		for _, read := range []string{"ContainerStatus", "ListContainers"} {
+		for _, read := range []string{"ContainerStatus", "ListContainers", "Version"} {
 			idle, busy := percentile(results[t.name]["idle"][read], 99), percentile(results[t.name]["under writes"][read], 99)
 			fmt.Printf("  %s %s p99 under writes / idle: %.2f\n", t.name, read, float64(busy)/float64(idle))
 		}
@@ -171,6 +172,13 @@ func measure(ctx context.Context, socket string, writers, steady int, d time.Dur
 				return err
 			}
 			f[phase]["ListContainers"] = append(f[phase]["ListContainers"], time.Since(start))
+			// The floor: a call that reads nothing, on the same connection
+			// and machine, shows what scheduling alone costs under the load.
+			start = time.Now()
+			if _, err := rt.Version(ctx, &runtime.VersionRequest{}); err != nil {
+				return err
+			}
+			f[phase]["Version"] = append(f[phase]["Version"], time.Since(start))
 		}
 		return nil
 	}

@@ -167,6 +167,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		return nil, err
 	}
 	c.CgroupsPath = ociSpec.Linux.CgroupsPath
+	c.User = recordedUser(ociSpec)
 	b, err := json.MarshalIndent(ociSpec, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode runtime spec: %w", err)

@@ -68,11 +68,19 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatu
 			st.StopSignal = runtime.Signal(sig)
 		}
 	}
-	// A created container has its spec; one whose bundle is gone (a remove
-	// in progress) simply reports no user.
-	sp, rawSpec, specErr := bundleSpec(c.Bundle)
-	if specErr == nil {
-		st.User = &runtime.ContainerUser{Linux: specUser(sp)}
+	if u := c.User; u != nil {
+		st.User = &runtime.ContainerUser{Linux: &runtime.LinuxContainerUser{Uid: u.UID, Gid: u.GID, SupplementalGroups: u.Groups}}
+	}
+	// The spec is read only when asked for, or for a record that predates
+	// the user's being kept in it; a bundle that is gone (a remove in
+	// progress) simply reports no user.
+	var rawSpec []byte
+	if r.GetVerbose() || c.User == nil {
+		var sp *specs.Spec
+		var specErr error
+		if sp, rawSpec, specErr = bundleSpec(c.Bundle); specErr == nil && st.User == nil {
+			st.User = &runtime.ContainerUser{Linux: specUser(sp)}
+		}
 	}
 	resp := &runtime.ContainerStatusResponse{Status: st}
 	if r.GetVerbose() {
@@ -88,10 +96,16 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatu
 // specUser is the user the container's process runs as, from its OCI spec:
 // what kubelet reports as the container's effective uid, gid and groups.
 func specUser(sp *specs.Spec) *runtime.LinuxContainerUser {
+	u := recordedUser(sp)
+	return &runtime.LinuxContainerUser{Uid: u.UID, Gid: u.GID, SupplementalGroups: u.Groups}
+}
+
+// recordedUser is the spec's process user as a record keeps it.
+func recordedUser(sp *specs.Spec) *store.ContainerUser {
 	u := sp.Process.User
-	out := &runtime.LinuxContainerUser{Uid: int64(u.UID), Gid: int64(u.GID), SupplementalGroups: []int64{int64(u.GID)}}
+	out := &store.ContainerUser{UID: int64(u.UID), GID: int64(u.GID), Groups: []int64{int64(u.GID)}}
 	for _, g := range u.AdditionalGids {
-		out.SupplementalGroups = append(out.SupplementalGroups, int64(g))
+		out.Groups = append(out.Groups, int64(g))
 	}
 	return out
 }

@@ -102,6 +102,9 @@ type Container struct {
 	Pid        int    `json:"pid,omitempty"`
 	// CgroupsPath is the spec's linux.cgroupsPath (stats read it).
 	CgroupsPath string `json:"cgroups_path,omitempty"`
+	// User is the spec's process user, which ContainerStatus reports (nil in
+	// records written before it was kept: read from the spec then).
+	User *ContainerUser `json:"user,omitempty"`
 
 	CreatedAt  time.Time `json:"created_at"`
 	StartedAt  time.Time `json:"started_at,omitzero"`
@@ -109,6 +112,13 @@ type Container struct {
 	ExitCode   int32     `json:"exit_code,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
 	Message    string    `json:"message,omitempty"`
+}
+
+// ContainerUser is the user a container's process runs as.
+type ContainerUser struct {
+	UID    int64   `json:"uid"`
+	GID    int64   `json:"gid"`
+	Groups []int64 `json:"groups,omitempty"` // GID first, then the additional ones
 }
 
 // ContainerMetadata mirrors the CRI ContainerMetadata.
