@@ -35,10 +35,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 	defer unlock()
 	ctx, cancel := detach(ctx, killWait+opTimeout)
 	defer cancel()
-	if sb, err = s.store.Sandboxes.Update(sb.ID, func(sb store.Sandbox) (store.Sandbox, error) {
-		sb.Ready = false
-		return sb, nil
-	}); errdefs.IsNotFound(err) {
+	if sb, err = s.markNotReady(sb.ID); errdefs.IsNotFound(err) {
 		return &runtime.RemovePodSandboxResponse{}, nil // removed while we waited
 	} else if err != nil {
 		return nil, err
