@@ -12,7 +12,7 @@ if pgrep -x berth >/dev/null || pgrep -f berth-monitor >/dev/null; then
 fi
 for table in nat filter mangle; do
 	# Rules that jump to a CNI chain, then the chains themselves.
-	iptables-save -t "$table" | grep -E '^-A .* -j CNI-' | sed 's/^-A/-D/' | while read -r rule; do
+	{ iptables-save -t "$table" | grep -E '^-A .* -j CNI-' || true; } | sed 's/^-A/-D/' | while read -r rule; do
 		eval "iptables -t $table $rule" || true
 	done
 	iptables-save -t "$table" | sed -n 's/^:\(CNI-[^ ]*\) .*/\1/p' | while read -r chain; do
