@@ -18,25 +18,14 @@ import (
 // RemoveContainer removes a container, killing it first if it runs. CRI
 // makes it idempotent: an unknown container is already removed.
 func (s *Service) RemoveContainer(ctx context.Context, r *runtime.RemoveContainerRequest) (*runtime.RemoveContainerResponse, error) {
-	c, err := s.store.Containers.Get(r.GetContainerId())
+	c, ctx, release, err := s.holdContainer(ctx, r.GetContainerId(), killWait+opTimeout)
 	if errdefs.IsNotFound(err) {
 		return &runtime.RemoveContainerResponse{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	ctx, cancel := detach(ctx, killWait+opTimeout)
-	defer cancel()
-	if c, err = s.store.Containers.Get(c.ID); errdefs.IsNotFound(err) {
-		return &runtime.RemoveContainerResponse{}, nil // removed while we waited
-	} else if err != nil {
-		return nil, err
-	}
+	defer release()
 	if err := s.removeContainer(ctx, c); err != nil {
 		return nil, err
 	}

@@ -16,20 +16,11 @@ import (
 // ReopenContainerLog has the monitor reopen the container's log file, after
 // kubelet rotated it.
 func (s *Service) ReopenContainerLog(ctx context.Context, r *runtime.ReopenContainerLogRequest) (*runtime.ReopenContainerLogResponse, error) {
-	c, err := s.store.Containers.Get(r.GetContainerId())
+	c, ctx, release, err := s.holdContainer(ctx, r.GetContainerId(), opTimeout)
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	ctx, cancel := detach(ctx, opTimeout)
-	defer cancel()
-	if c, err = s.store.Containers.Get(c.ID); err != nil {
-		return nil, err
-	}
+	defer release()
 	if c.State() != store.ContainerRunning {
 		return nil, fmt.Errorf("container %s is %s, not running: %w", c.ID, stateName(c.State()), errdefs.ErrFailedPrecondition)
 	}

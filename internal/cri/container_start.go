@@ -19,20 +19,11 @@ import (
 // that gives up does not stop the start: the record says how it ended, and
 // a repeated call answers from it.
 func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerRequest) (*runtime.StartContainerResponse, error) {
-	c, err := s.store.Containers.Get(r.GetContainerId())
+	c, ctx, release, err := s.holdContainer(ctx, r.GetContainerId(), opTimeout)
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	ctx, cancel := detach(ctx, opTimeout)
-	defer cancel()
-	if c, err = s.store.Containers.Get(c.ID); err != nil {
-		return nil, err // removed while we waited
-	}
+	defer release()
 	if st := c.State(); st != store.ContainerCreated {
 		return nil, fmt.Errorf("container %s is %s, not created: %w", c.ID, stateName(st), errdefs.ErrFailedPrecondition)
 	}

@@ -23,26 +23,15 @@ const killWait = 2 * time.Minute
 // timeout, then kills every process of the container. CRI makes it
 // idempotent: an unknown or stopped container is fine.
 func (s *Service) StopContainer(ctx context.Context, r *runtime.StopContainerRequest) (*runtime.StopContainerResponse, error) {
-	c, err := s.store.Containers.Get(r.GetContainerId())
+	timeout := time.Duration(r.GetTimeout()) * time.Second
+	c, ctx, release, err := s.holdContainer(ctx, r.GetContainerId(), timeout+killWait+opTimeout)
 	if errdefs.IsNotFound(err) {
 		return &runtime.StopContainerResponse{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	timeout := time.Duration(r.GetTimeout()) * time.Second
-	ctx, cancel := detach(ctx, timeout+killWait+opTimeout)
-	defer cancel()
-	if c, err = s.store.Containers.Get(c.ID); errdefs.IsNotFound(err) {
-		return &runtime.StopContainerResponse{}, nil // removed while we waited
-	} else if err != nil {
-		return nil, err
-	}
+	defer release()
 	sig := syscall.SIGTERM
 	if c.StopSignal != "" {
 		parsed, err := signal.ParseSignal(c.StopSignal)

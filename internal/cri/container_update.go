@@ -41,22 +41,13 @@ func (s *Service) UpdateContainerResources(ctx context.Context, r *runtime.Updat
 	if err := checkResources(res, "linux"); err != nil {
 		return nil, err
 	}
-	c, err := s.store.Containers.Get(r.GetContainerId())
-	if err != nil {
-		return nil, err
-	}
 	// One update at a time, and none during a start: the spec read here,
 	// the runtime's cgroup, the spec file and the record must end equal.
-	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
+	c, ctx, release, err := s.holdContainer(ctx, r.GetContainerId(), opTimeout)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	ctx, cancel := detach(ctx, opTimeout)
-	defer cancel()
-	if c, err = s.store.Containers.Get(c.ID); err != nil {
-		return nil, err
-	}
+	defer release()
 	if c.State() == store.ContainerExited {
 		return nil, fmt.Errorf("container %s has exited: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}

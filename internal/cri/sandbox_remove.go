@@ -21,25 +21,14 @@ import (
 // unknown sandbox is already removed. Each step tolerates having been done,
 // so a remove interrupted by a crash can simply be repeated.
 func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSandboxRequest) (*runtime.RemovePodSandboxResponse, error) {
-	sb, err := s.store.Sandboxes.Get(r.GetPodSandboxId())
+	sb, ctx, release, err := s.holdPodToStop(ctx, r.GetPodSandboxId(), killWait+opTimeout)
 	if errdefs.IsNotFound(err) {
 		return &runtime.RemovePodSandboxResponse{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := s.lockPod(ctx, sb.ID)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	ctx, cancel := detach(ctx, killWait+opTimeout)
-	defer cancel()
-	if sb, err = s.markNotReady(sb.ID); errdefs.IsNotFound(err) {
-		return &runtime.RemovePodSandboxResponse{}, nil // removed while we waited
-	} else if err != nil {
-		return nil, err
-	}
+	defer release()
 	for _, c := range s.podContainers(sb.ID) {
 		if err := s.removeContainer(ctx, c); err != nil {
 			return nil, err

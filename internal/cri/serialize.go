@@ -3,6 +3,8 @@ package cri
 import (
 	"context"
 	"time"
+
+	"github.com/berth-cri/berth/internal/store"
 )
 
 // Every mutating call follows one order (docs/architecture.md, "Calls
@@ -78,5 +80,64 @@ func (s *Service) background(ctx context.Context, fn func(ctx context.Context)) 
 		ctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
 		defer cancel()
 		fn(ctx)
+	})
+}
+
+// holdContainer resolves ref and takes the container's lock (its pod's
+// shared), waiting on ctx. It returns the record as it is under the lock,
+// a context detached from the caller bounded by timeout, and release,
+// which ends both. A container missing, or removed while the call waited,
+// is NotFound.
+func (s *Service) holdContainer(ctx context.Context, ref string, timeout time.Duration) (store.Container, context.Context, func(), error) {
+	c, err := s.store.Containers.Get(ref)
+	if err != nil {
+		return store.Container{}, nil, nil, err
+	}
+	unlock, err := s.lockContainer(ctx, c.SandboxID, c.ID)
+	if err != nil {
+		return store.Container{}, nil, nil, err
+	}
+	work, cancel := detach(ctx, timeout)
+	release := func() { cancel(); unlock() }
+	if c, err = s.store.Containers.Get(c.ID); err != nil {
+		release()
+		return store.Container{}, nil, nil, err
+	}
+	return c, work, release, nil
+}
+
+// holdPodToStop resolves ref, takes the pod exclusively (waiting on ctx)
+// and marks it not ready, so that whatever fails later no container is
+// made or started in it. It returns the record as it is then, a context
+// detached from the caller bounded by timeout, and release. A pod missing,
+// or removed while the call waited, is NotFound.
+func (s *Service) holdPodToStop(ctx context.Context, ref string, timeout time.Duration) (store.Sandbox, context.Context, func(), error) {
+	sb, err := s.store.Sandboxes.Get(ref)
+	if err != nil {
+		return store.Sandbox{}, nil, nil, err
+	}
+	unlock, err := s.lockPod(ctx, sb.ID)
+	if err != nil {
+		return store.Sandbox{}, nil, nil, err
+	}
+	work, cancel := detach(ctx, timeout)
+	release := func() { cancel(); unlock() }
+	if sb, err = s.markNotReady(sb.ID); err != nil {
+		release()
+		return store.Sandbox{}, nil, nil, err
+	}
+	return sb, work, release, nil
+}
+
+// markNotReady records the pod not ready (unless it is already: no write
+// then) and returns its record.
+func (s *Service) markNotReady(id string) (store.Sandbox, error) {
+	sb, err := s.store.Sandboxes.Get(id)
+	if err != nil || !sb.Ready {
+		return sb, err
+	}
+	return s.store.Sandboxes.Update(id, func(sb store.Sandbox) (store.Sandbox, error) {
+		sb.Ready = false
+		return sb, nil
 	})
 }
