@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,6 +102,9 @@ func run(berthBin, testbin, containerdBin, cache string, writers, steady int, d 
 			}
 			fmt.Println()
 		}
+	}
+	if hwm, err := peakRSS(env.Berth.Root); err == nil {
+		fmt.Printf("  berth daemon peak RSS: %.1f MB\n", float64(hwm)/1024)
 	}
 	for _, t := range targets {
 		for _, read := range []string{"ContainerStatus", "ListContainers", "Version"} {
@@ -226,4 +231,23 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// peakRSS is the berth daemon's VmHWM in kB; its PID is in the root's
+// lock file.
+func peakRSS(root string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(root, "berth.lock"))
+	if err != nil {
+		return 0, err
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%s/status", strings.TrimSpace(string(b))))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+		}
+	}
+	return 0, errors.New("no VmHWM")
 }
