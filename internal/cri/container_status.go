@@ -25,9 +25,18 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatu
 	if err != nil {
 		return nil, err
 	}
+	st, info, err := s.containerStatus(c, r.GetVerbose())
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.ContainerStatusResponse{Status: st, Info: info}, nil
+}
+
+// containerStatus is a container's CRI status, and with verbose its info.
+func (s *Service) containerStatus(c store.Container, verbose bool) (*runtime.ContainerStatus, map[string]string, error) {
 	var cfg runtime.ContainerConfig
 	if err := proto.Unmarshal(c.Config, &cfg); err != nil {
-		return nil, fmt.Errorf("decode config of container %s: %w", c.ID, err)
+		return nil, nil, fmt.Errorf("decode config of container %s: %w", c.ID, err)
 	}
 	image, imageRef := c.Image, c.ImageID
 	if img, err := s.images.Get(c.ImageID); err == nil {
@@ -75,22 +84,21 @@ func (s *Service) ContainerStatus(ctx context.Context, r *runtime.ContainerStatu
 	// the user's being kept in it; a bundle that is gone (a remove in
 	// progress) simply reports no user.
 	var rawSpec []byte
-	if r.GetVerbose() || c.User == nil {
+	if verbose || c.User == nil {
 		var sp *specs.Spec
 		var specErr error
 		if sp, rawSpec, specErr = bundleSpec(c.Bundle); specErr == nil && st.User == nil {
 			st.User = &runtime.ContainerUser{Linux: specUser(sp)}
 		}
 	}
-	resp := &runtime.ContainerStatusResponse{Status: st}
-	if r.GetVerbose() {
-		info, err := s.containerInfo(c, &cfg, rawSpec)
-		if err != nil {
-			return nil, err
-		}
-		resp.Info = map[string]string{"info": info}
+	if !verbose {
+		return st, nil, nil
 	}
-	return resp, nil
+	info, err := s.containerInfo(c, &cfg, rawSpec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, map[string]string{"info": info}, nil
 }
 
 // specUser is the user the container's process runs as, from its OCI spec:

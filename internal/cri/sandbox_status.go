@@ -19,15 +19,24 @@ func (s *Service) PodSandboxStatus(ctx context.Context, r *runtime.PodSandboxSta
 	if err != nil {
 		return nil, err
 	}
+	st, info, err := s.podSandboxStatus(sb, r.GetVerbose())
+	if err != nil {
+		return nil, err
+	}
+	return &runtime.PodSandboxStatusResponse{Status: st, Info: info}, nil
+}
+
+// podSandboxStatus is a pod's CRI status, and with verbose its info.
+func (s *Service) podSandboxStatus(sb store.Sandbox, verbose bool) (*runtime.PodSandboxStatus, map[string]string, error) {
 	var cfg runtime.PodSandboxConfig
 	if err := proto.Unmarshal(sb.Config, &cfg); err != nil {
-		return nil, fmt.Errorf("decode config of pod %s: %w", sb.ID, err)
+		return nil, nil, fmt.Errorf("decode config of pod %s: %w", sb.ID, err)
 	}
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	if nsOpts == nil {
 		nsOpts = &runtime.NamespaceOption{}
 	}
-	resp := &runtime.PodSandboxStatusResponse{Status: &runtime.PodSandboxStatus{
+	st := &runtime.PodSandboxStatus{
 		Id:             sb.ID,
 		Metadata:       podMetadata(sb),
 		State:          sandboxState(sb),
@@ -37,38 +46,38 @@ func (s *Service) PodSandboxStatus(ctx context.Context, r *runtime.PodSandboxSta
 		Labels:         sb.Labels,
 		Annotations:    sb.Annotations,
 		RuntimeHandler: sb.RuntimeHandler,
-	}}
-	if r.GetVerbose() {
-		cfgJSON, err := protojson.Marshal(&cfg)
-		if err != nil {
-			return nil, fmt.Errorf("encode config: %w", err)
-		}
-		// The sandbox's process: the pause container in the classic mode,
-		// else the monitor.
-		pid := sb.MonitorPid
-		if sb.PauseContainer {
-			pid = sb.PausePid
-		}
-		info, err := json.Marshal(map[string]any{
-			"pid":            pid,
-			"monitorPid":     sb.MonitorPid,
-			"pausePid":       sb.PausePid,
-			"pauseContainer": sb.PauseContainer,
-			"monitorSocket":  sb.MonitorSocket,
-			"paths":          sb.Paths,
-			"cgroupParent":   sb.CgroupParent,
-			"config":         json.RawMessage(cfgJSON),
-			"runtimeSpec": map[string]any{
-				"hostname":   cfg.GetHostname(),
-				"namespaces": sb.Paths,
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("encode pod info: %w", err)
-		}
-		resp.Info = map[string]string{"info": string(info)}
 	}
-	return resp, nil
+	if !verbose {
+		return st, nil, nil
+	}
+	cfgJSON, err := protojson.Marshal(&cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode config: %w", err)
+	}
+	// The sandbox's process: the pause container in the classic mode,
+	// else the monitor.
+	pid := sb.MonitorPid
+	if sb.PauseContainer {
+		pid = sb.PausePid
+	}
+	info, err := json.Marshal(map[string]any{
+		"pid":            pid,
+		"monitorPid":     sb.MonitorPid,
+		"pausePid":       sb.PausePid,
+		"pauseContainer": sb.PauseContainer,
+		"monitorSocket":  sb.MonitorSocket,
+		"paths":          sb.Paths,
+		"cgroupParent":   sb.CgroupParent,
+		"config":         json.RawMessage(cfgJSON),
+		"runtimeSpec": map[string]any{
+			"hostname":   cfg.GetHostname(),
+			"namespaces": sb.Paths,
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode pod info: %w", err)
+	}
+	return st, map[string]string{"info": string(info)}, nil
 }
 
 // ListPodSandbox lists sandboxes matching the filter: ID (or unique prefix),

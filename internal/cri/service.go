@@ -92,6 +92,7 @@ type Service struct {
 	// Per-object serialization (serialize.go).
 	podLocks, containerLocks keylock.Locks
 	bg                       sync.WaitGroup // goroutines started by background
+	events                   eventBroker    // GetContainerEvents subscribers
 
 	mu      sync.Mutex
 	podCIDR string // from UpdateRuntimeConfig; guarded by mu
@@ -118,6 +119,10 @@ func New(opts Options) *Service {
 		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
 		watchPods:     make(chan string, 64),
 	}
+	// Events come from where state is recorded: every durable change of
+	// a record, and nothing else.
+	s.store.Containers.Watch(s.containerChanged)
+	s.store.Sandboxes.Watch(s.sandboxChanged)
 	if s.network == nil {
 		s.network = network.New(opts.Config.CNI.ConfDir, opts.Config.CNI.BinDirs)
 	}

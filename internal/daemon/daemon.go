@@ -192,6 +192,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	}
 	logger.Info("shutting down: finishing in-flight calls; containers keep running",
 		"timeout", cfg.ShutdownTimeout.Duration)
+	svc.EndEventStreams() // they never end by themselves
 	stopGracefully(server, cfg.ShutdownTimeout.Duration, logger)
 	return nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -343,4 +344,42 @@ func BenchmarkGetUnderWrites(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+}
+
+// A watcher sees every change of a record, durable and visible, in order.
+func TestWatchSeesEveryChangeInOrder(t *testing.T) {
+	s, _ := openTemp(t)
+	var mu sync.Mutex
+	var seen []string
+	s.Sandboxes.Watch(func(c Change[Sandbox]) {
+		if got, err := s.Sandboxes.Get(c.New.ID); !c.Deleted && (err != nil || got.PausePid != c.New.PausePid) {
+			t.Errorf("change not visible to readers when watched: %+v, %v", got, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case c.Created:
+			seen = append(seen, "created")
+		case c.Deleted:
+			seen = append(seen, "deleted")
+		default:
+			seen = append(seen, fmt.Sprintf("%d->%d", c.Old.PausePid, c.New.PausePid))
+		}
+	})
+	id := NewID()
+	if err := s.Sandboxes.Add(sandbox(id, "web")); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Sandboxes.Update(id, func(sb Sandbox) (Sandbox, error) { sb.PausePid++; return sb, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Sandboxes.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"created", "0->1", "1->2", "2->3", "deleted"}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("watched %v, want %v", seen, want)
+	}
 }

@@ -38,6 +38,7 @@ type Table[T Record] struct {
 	kind   string // "pod sandbox", "container": for error messages
 
 	writes keylock.Locks // one writer per key at a time, across its flush
+	watch  func(Change[T]) // set by Watch before serving; nil for none
 
 	mu    sync.RWMutex
 	items map[string]T      // key -> record; guarded by mu
@@ -51,6 +52,26 @@ func newTable[T Record](db *bolt.DB, bucket, kind string) *Table[T] {
 		kind:   kind,
 		items:  make(map[string]T),
 		names:  make(map[string]string),
+	}
+}
+
+// Change is one durable change of a record: Old is the record before
+// (zero when Created), New after (zero when Deleted).
+type Change[T Record] struct {
+	Old, New         T
+	Created, Deleted bool
+}
+
+// Watch has fn called with every change of a record once it is durable and
+// visible to readers, before the call that made it returns, and in the
+// order the record's changes were made: fn runs under the record's write
+// lock. It must be set before the table is written, and fn must not write
+// the same record. One watcher per table.
+func (t *Table[T]) Watch(fn func(Change[T])) { t.watch = fn }
+
+func (t *Table[T]) changed(c Change[T]) {
+	if t.watch != nil {
+		t.watch(c)
 	}
 }
 
@@ -135,6 +156,7 @@ func (t *Table[T]) Add(r T) error {
 	t.mu.Lock()
 	t.items[key] = r
 	t.mu.Unlock()
+	t.changed(Change[T]{New: r, Created: true})
 	return nil
 }
 
@@ -215,6 +237,7 @@ func (t *Table[T]) Update(key string, fn func(T) (T, error)) (T, error) {
 	t.mu.Lock()
 	t.items[key] = r
 	t.mu.Unlock()
+	t.changed(Change[T]{Old: old, New: r})
 	return r, nil
 }
 
@@ -236,11 +259,12 @@ func (t *Table[T]) Delete(key string) error {
 		return fmt.Errorf("delete %s %s: %w", t.kind, key, err)
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	delete(t.items, key)
 	if n := r.UniqueName(); n != "" && t.names[n] == key {
 		delete(t.names, n)
 	}
+	t.mu.Unlock()
+	t.changed(Change[T]{Old: r, Deleted: true})
 	return nil
 }
 
