@@ -37,7 +37,7 @@ type Table[T Record] struct {
 	bucket []byte
 	kind   string // "pod sandbox", "container": for error messages
 
-	writes keylock.Locks // one writer per key at a time, across its flush
+	writes keylock.Locks   // one writer per key at a time, across its flush
 	watch  func(Change[T]) // set by Watch before serving; nil for none
 
 	mu    sync.RWMutex
