@@ -25,5 +25,5 @@ done
 for link in berth-e2e0 berth0 cni0; do
 	ip link del "$link" 2>/dev/null || true
 done
-rm -rf /var/lib/cni/networks/berth-e2e /var/lib/cni/networks/berth /var/cache/berth-e2e
+rm -rf /var/lib/cni/networks/berth* /var/cache/berth-e2e
 echo "fresh-host: CNI chains, bridges, IP reservations and the e2e cache removed"
