@@ -6,7 +6,8 @@
 # package, crictl, critest). Nothing runs while it does: stop every berth
 # daemon first. Needs root.
 set -euo pipefail
-if pgrep -x berth >/dev/null || pgrep -f berth-monitor >/dev/null; then
+# Zombies (state Z) are gone but for their exit status.
+if pgrep -r R,S,D,T -x berth >/dev/null || pgrep -r R,S,D,T -f berth-monitor >/dev/null; then
 	echo "fresh-host: berth or a berth monitor is running; stop them first" >&2
 	exit 1
 fi
