@@ -105,7 +105,7 @@ func logCall(ctx context.Context, logger *slog.Logger, fullMethod string, start 
 }
 
 func isRead(method string) bool {
-	for _, p := range []string{"List", "Version", "Status", "RuntimeConfig", "ImageFsInfo", "ContainerStats", "PodSandboxStats", "GetContainerEvents"} {
+	for _, p := range []string{"List", "Stream", "Version", "Status", "RuntimeConfig", "ImageFsInfo", "ContainerStats", "PodSandboxStats", "GetContainerEvents"} {
 		if strings.HasPrefix(method, p) {
 			return true
 		}
