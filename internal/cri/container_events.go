@@ -41,6 +41,8 @@ func (s *Service) GetContainerEvents(_ *runtime.GetEventsRequest, stream runtime
 			if s.events.isClosed() {
 				return fmt.Errorf("berth is shutting down: %w", errdefs.ErrUnavailable)
 			}
+			_, cutOff := s.events.stats()
+			s.logger.Warn("container events subscriber fell behind and was cut off", "buffer", eventBuffer, "cut_off_so_far", cutOff)
 			return fmt.Errorf("events subscriber fell %d events behind and was cut off; relist: %w", eventBuffer, errdefs.ErrResourceExhausted)
 		case <-stream.Context().Done():
 			return nil

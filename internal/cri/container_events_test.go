@@ -142,8 +142,18 @@ func TestEventStreamsEnd(t *testing.T) {
 		close(sub.cut)
 	}
 	f.svc.events.mu.Unlock()
+	f.svc.events.mu.Lock()
+	f.svc.events.cutOff++ // as publish counts it
+	f.svc.events.mu.Unlock()
 	_, err := stream.Recv()
 	wantCode(t, err, codes.ResourceExhausted)
+	st, err := f.runtime.Status(t.Context(), &runtime.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Info["containerEvents"]; got != `{"cut_off":1,"subscribers":0}` {
+		t.Errorf("verbose Status containerEvents = %s, want the cut-off subscriber counted", got)
+	}
 
 	stream = subscribe(t, f)
 	f.svc.EndEventStreams()

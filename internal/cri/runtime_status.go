@@ -71,9 +71,13 @@ func (s *Service) verboseStatus(net any) (map[string]string, error) {
 	s.mu.Lock()
 	podCIDR := s.podCIDR
 	s.mu.Unlock()
+	subscribers, cutOff := s.events.stats()
 	entries := map[string]any{
 		"config":  s.cfg,
 		"network": net,
+		// GetContainerEvents: subscribers now, and those cut off so far for
+		// falling behind (each then relists).
+		"containerEvents": map[string]any{"subscribers": subscribers, "cut_off": cutOff},
 		"runtime": map[string]any{
 			"default_handler": s.handlers.Default().Name,
 			"handlers":        s.handlers.All(),
