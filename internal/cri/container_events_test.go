@@ -105,26 +105,22 @@ func exitAt(t time.Time) api.Exit { return api.Exit{Code: 0, FinishedAt: t.UTC()
 func TestSlowEventSubscriberIsCutOff(t *testing.T) {
 	var b eventBroker
 	slow, fast := b.subscribe(), b.subscribe()
-	done := make(chan int)
-	go func() {
-		n := 0
-		for range fast.ch {
-			if n++; n == eventBuffer+10 {
-				break
-			}
+	for i := range eventBuffer + 10 {
+		b.publish(&runtime.ContainerEventResponse{CreatedAt: int64(i)})
+		// The fast one reads each event as it comes.
+		if ev := <-fast.ch; ev.CreatedAt != int64(i) {
+			t.Fatalf("fast subscriber got event %d, want %d", ev.CreatedAt, i)
 		}
-		done <- n
-	}()
-	for range eventBuffer + 10 {
-		b.publish(&runtime.ContainerEventResponse{})
-	}
-	if n := <-done; n != eventBuffer+10 {
-		t.Fatalf("fast subscriber got %d", n)
 	}
 	select {
 	case <-slow.cut:
 	default:
 		t.Fatal("slow subscriber not cut off")
+	}
+	select {
+	case <-fast.cut:
+		t.Fatal("fast subscriber cut off")
+	default:
 	}
 	if subs, cut := b.stats(); subs != 1 || cut != 1 {
 		t.Fatalf("%d subscribers, %d cut off; want 1, 1", subs, cut)
