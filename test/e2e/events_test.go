@@ -151,6 +151,17 @@ func TestContainerEvents(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// The exit happens while the daemon is down: wait until the monitor
+	// has recorded it (its exit record in the bundle) before the restart.
+	exitRecord := layout.State(p.daemon.State).Container(sleeper).Exit()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(exitRecord); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the monitor recorded no exit within 30s")
+		}
+	}
 	p.restart(t)
 	stream, cancel = p.eventStream(t)
 	defer cancel()
