@@ -127,19 +127,19 @@ func TestSlowEventSubscriberIsCutOff(t *testing.T) {
 	}
 }
 
-// TestEventsCutOffStream: the stream of a cut-off subscriber ends with
-// ResourceExhausted; closing the broker ends streams with Unavailable.
+// TestEventStreamsEnd: the stream of a cut-off subscriber ends with
+// ResourceExhausted and is counted in verbose Status; closing the broker
+// ends streams with Unavailable.
 func TestEventStreamsEnd(t *testing.T) {
 	f := newSeamFixture(t)
 	stream := subscribe(t, f)
+	// Cut the subscriber off as publish does when it falls behind.
 	f.svc.events.mu.Lock()
 	for sub := range f.svc.events.subs {
 		delete(f.svc.events.subs, sub)
 		close(sub.cut)
+		f.svc.events.cutOff++
 	}
-	f.svc.events.mu.Unlock()
-	f.svc.events.mu.Lock()
-	f.svc.events.cutOff++ // as publish counts it
 	f.svc.events.mu.Unlock()
 	_, err := stream.Recv()
 	wantCode(t, err, codes.ResourceExhausted)

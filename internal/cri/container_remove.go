@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
-	"time"
 
 	"github.com/containerd/errdefs"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -63,15 +62,8 @@ func (s *Service) killUnrecorded(ctx context.Context, client monitorClient, c st
 	s.logger.WarnContext(ctx, "the monitor runs a container recorded as exited; killing it", "id", c.ID)
 	exited, stopWaiting := s.exits.wait(c.ID)
 	defer stopWaiting()
-	if err := client.Kill(ctx, c.ID, syscall.SIGKILL, true); err != nil {
-		return s.killError(c.ID, err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(killWait):
-		return fmt.Errorf("container %s not reported exited %s after SIGKILL: %w", c.ID, killWait, errdefs.ErrUnavailable)
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := s.killAndAwait(ctx, client, c.ID, exited); err != nil {
+		return err
 	}
 	return client.Delete(ctx, c.ID)
 }

@@ -78,14 +78,20 @@ func (s *Service) stopContainer(ctx context.Context, c store.Container, timeout 
 			return ctx.Err()
 		}
 	}
-	if err := client.Kill(ctx, c.ID, syscall.SIGKILL, true); err != nil {
-		return s.killError(c.ID, err)
+	return s.killAndAwait(ctx, client, c.ID, exited)
+}
+
+// killAndAwait SIGKILLs every process of container id and waits (up to
+// killWait) for exited, which the caller registered before.
+func (s *Service) killAndAwait(ctx context.Context, client monitorClient, id string, exited <-chan struct{}) error {
+	if err := client.Kill(ctx, id, syscall.SIGKILL, true); err != nil {
+		return s.killError(id, err)
 	}
 	select {
 	case <-exited:
 		return nil
 	case <-time.After(killWait):
-		return fmt.Errorf("container %s not reported exited %s after SIGKILL: %w", c.ID, killWait, errdefs.ErrUnavailable)
+		return fmt.Errorf("container %s not reported exited %s after SIGKILL: %w", id, killWait, errdefs.ErrUnavailable)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
