@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,8 +86,10 @@ func (m *monitor) runExec(in io.Reader, fw *api.FrameWriter, req api.Request) (i
 				return code, nil
 			}
 		}
-		if !c.state().Running {
-			return 0, notRunningError{c.id} // it exited meanwhile
+		if st := c.state(); !st.Running || processExiting(st.Pid) {
+			// It exited meanwhile, or is exiting: its namespaces are gone
+			// before the monitor can reap it, so the runtime's setns fails.
+			return 0, notRunningError{c.id}
 		}
 		return 0, fmt.Errorf("runc exec: %s", runcError(x.opts.LogFile, err))
 	}
@@ -211,3 +214,40 @@ func execFailureCode(err *runc.ExitError, runcLog string) (int32, bool) {
 type notRunningError struct{ id string }
 
 func (e notRunningError) Error() string { return fmt.Sprintf("container %s is not running", e.id) }
+
+// pfExiting is the kernel's PF_EXITING task flag: set when do_exit begins,
+// before the namespaces are released and long before the parent can reap.
+const pfExiting = 0x4
+
+// processExiting reports whether pid has begun to exit (or is gone): its
+// /proc stat shows PF_EXITING, a zombie or dead state, or no longer exists.
+func processExiting(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	return statExiting(string(b))
+}
+
+// statExiting parses a /proc/<pid>/stat line: "pid (comm) S ppid pgrp
+// session tty tpgid flags ...". comm may hold spaces and parentheses, so the
+// fields are counted from the last ')'.
+func statExiting(stat string) bool {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 7 {
+		return false
+	}
+	switch f[0] {
+	case "Z", "X", "x":
+		return true
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&pfExiting != 0
+}
