@@ -111,7 +111,9 @@ func specUser(sp *specs.Spec) *runtime.LinuxContainerUser {
 // recordedUser is the spec's process user as a record keeps it.
 func recordedUser(sp *specs.Spec) *store.ContainerUser {
 	u := sp.Process.User
-	out := &store.ContainerUser{UID: int64(u.UID), GID: int64(u.GID), Groups: []int64{int64(u.GID)}}
+	// The groups are exactly the process's additional GIDs (the spec
+	// puts the primary GID among them): what getgroups(2) returns inside.
+	out := &store.ContainerUser{UID: int64(u.UID), GID: int64(u.GID)}
 	for _, g := range u.AdditionalGids {
 		out.Groups = append(out.Groups, int64(g))
 	}

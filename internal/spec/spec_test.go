@@ -60,21 +60,21 @@ func TestResolveUser(t *testing.T) {
 		imageUser string
 		want      specs.User
 	}{
-		{"default root", nil, "", specs.User{}},
-		{"image uid", nil, "1000", specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{50000}}},
-		{"image name", nil, "www-data", specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{50000}}},
-		{"image uid:gid", nil, "1003:1004", specs.User{UID: 1003, GID: 1004}},
-		{"image name:gid", nil, "www-data:1004", specs.User{UID: 33, GID: 1004, AdditionalGids: []uint32{50000}}},
+		{"default root", nil, "", specs.User{AdditionalGids: []uint32{0}}},
+		{"image uid", nil, "1000", specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 50000}}},
+		{"image name", nil, "www-data", specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{33, 50000}}},
+		{"image uid:gid", nil, "1003:1004", specs.User{UID: 1003, GID: 1004, AdditionalGids: []uint32{1004}}},
+		{"image name:gid", nil, "www-data:1004", specs.User{UID: 33, GID: 1004, AdditionalGids: []uint32{1004, 50000}}},
 		{"run_as_user wins", &runtime.LinuxContainerSecurityContext{RunAsUser: i64(1000)}, "www-data",
-			specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{50000}}},
+			specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 50000}}},
 		{"strict policy: only the named groups", &runtime.LinuxContainerSecurityContext{RunAsUser: i64(1000), SupplementalGroups: []int64{1234}, SupplementalGroupsPolicy: runtime.SupplementalGroupsPolicy_Strict},
-			"", specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1234}}},
+			"", specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 1234}}},
 		{"merge policy: the image's groups too", &runtime.LinuxContainerSecurityContext{RunAsUser: i64(1000), SupplementalGroups: []int64{1234}},
-			"", specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{50000, 1234}}},
+			"", specs.User{UID: 1000, GID: 1000, AdditionalGids: []uint32{1000, 50000, 1234}}},
 		{"run_as_group", &runtime.LinuxContainerSecurityContext{RunAsUser: i64(7), RunAsGroup: i64(8), SupplementalGroups: []int64{9}},
-			"", specs.User{UID: 7, GID: 8, AdditionalGids: []uint32{9}}},
+			"", specs.User{UID: 7, GID: 8, AdditionalGids: []uint32{8, 9}}},
 		{"run_as_username", &runtime.LinuxContainerSecurityContext{RunAsUsername: "www-data"}, "",
-			specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{50000}}},
+			specs.User{UID: 33, GID: 33, AdditionalGids: []uint32{33, 50000}}},
 	} {
 		got, err := resolveUser(root, tc.sc, tc.imageUser)
 		if err != nil {

@@ -69,8 +69,12 @@ func resolveUser(rootfs string, sc *runtime.LinuxContainerSecurityContext, image
 	for _, g := range sc.GetSupplementalGroups() {
 		groups = append(groups, uint32(g))
 	}
+	// The primary group comes first among the additional ones, as
+	// containerd and CRI-O set it: workloads see it in getgroups(2), and
+	// the status reports exactly this list.
+	u.AdditionalGids = []uint32{u.GID}
 	for _, g := range groups {
-		if g != u.GID && !containsGID(u.AdditionalGids, g) {
+		if !containsGID(u.AdditionalGids, g) {
 			u.AdditionalGids = append(u.AdditionalGids, g)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
@@ -225,56 +226,128 @@ func TestRuntimeHandlers(t *testing.T) {
 	}
 }
 
-// TestSupplementalGroupsPolicy: with Merge (the default) a container's
-// process gets the groups the image's /etc/group gives its user as well as
-// the requested ones; with Strict only the requested ones. ContainerStatus
-// reports what the process got.
+// TestSupplementalGroupsPolicy: the groups a container's process has (its
+// /proc status Groups: line, as the kernel sees them, and id -G in an exec)
+// are exactly the supplemental_groups ContainerStatus reports, across the
+// security contexts kubelet sends: the primary group is among them (as
+// containerd and CRI-O set it), Merge (the default) adds the groups the
+// image's /etc/group gives the user, Strict only the requested ones, in a
+// user namespace too.
 func TestSupplementalGroupsPolicy(t *testing.T) {
 	const image = "gcr.io/k8s-staging-cri-tools/test-image-predefined-group:latest"
 	p := newPodEnvWith(t, "", image)
 	if _, err := p.pull(t.Context(), image, nil); err != nil {
 		t.Fatal(err)
 	}
-	pod, podCfg := p.runPod(t, "groups")
-	for _, tc := range []struct {
-		policy     runtime.SupplementalGroupsPolicy
-		want       string
-		wantStatus []int64
-	}{
-		// The image's user 1000 is in group 50000 by its /etc/group.
-		{runtime.SupplementalGroupsPolicy_Merge, "1000 1234 50000", []int64{1000, 1234, 50000}},
-		{runtime.SupplementalGroupsPolicy_Strict, "1000 1234", []int64{1000, 1234}},
-	} {
+	i64 := func(v int64) *runtime.Int64Value { return &runtime.Int64Value{Value: v} }
+	// The image's USER is 1000 (default-user), in group 50000 by its /etc/group.
+	type groupsCase struct {
+		name string
+		sc   *runtime.LinuxContainerSecurityContext
+		want []int64 // sorted
+	}
+	cases := []groupsCase{
+		{"image-user", &runtime.LinuxContainerSecurityContext{}, []int64{1000, 50000}},
+		{"merge", &runtime.LinuxContainerSecurityContext{RunAsUser: i64(1000), SupplementalGroups: []int64{1234}}, []int64{1000, 1234, 50000}},
+		{"strict", &runtime.LinuxContainerSecurityContext{RunAsUser: i64(1000), SupplementalGroups: []int64{1234},
+			SupplementalGroupsPolicy: runtime.SupplementalGroupsPolicy_Strict}, []int64{1000, 1234}},
+		{"uid-and-gid-not-in-image", &runtime.LinuxContainerSecurityContext{RunAsUser: i64(1234), RunAsGroup: i64(2345)}, []int64{2345}},
+		{"run-as-group-merge", &runtime.LinuxContainerSecurityContext{RunAsUser: i64(1000), RunAsGroup: i64(2345), SupplementalGroups: []int64{7}},
+			[]int64{7, 2345, 50000}},
+		{"run-as-username", &runtime.LinuxContainerSecurityContext{RunAsUsername: "default-user"}, []int64{1000, 50000}},
+		{"root", &runtime.LinuxContainerSecurityContext{RunAsUser: i64(0)}, []int64{0}},
+	}
+	check := func(t *testing.T, pod string, podCfg *runtime.PodSandboxConfig, nsOpts *runtime.NamespaceOption, tc groupsCase) {
+		t.Helper()
+		sc := proto.Clone(tc.sc).(*runtime.LinuxContainerSecurityContext)
+		sc.NamespaceOptions = nsOpts
 		resp, err := p.runtime.CreateContainer(t.Context(), &runtime.CreateContainerRequest{
 			PodSandboxId: pod, SandboxConfig: podCfg,
 			Config: &runtime.ContainerConfig{
-				Metadata: &runtime.ContainerMetadata{Name: strings.ToLower(tc.policy.String())},
+				Metadata: &runtime.ContainerMetadata{Name: tc.name},
 				Image:    &runtime.ImageSpec{Image: image},
 				Command:  []string{"sleep", "1000"},
-				Linux: &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
-					RunAsUser:                &runtime.Int64Value{Value: 1000},
-					SupplementalGroups:       []int64{1234},
-					SupplementalGroupsPolicy: tc.policy,
-				}},
+				Linux:    &runtime.LinuxContainerConfig{SecurityContext: sc},
 			},
 		})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", tc.name, err)
 		}
 		p.start(t, resp.ContainerId)
-		if out, _ := p.exec(t, resp.ContainerId, "id", "-G"); strings.TrimSpace(out) != tc.want {
-			t.Errorf("%s: id -G = %q, want %q", tc.policy, strings.TrimSpace(out), tc.want)
+		reported := p.status(t, resp.ContainerId).GetUser().GetLinux().GetSupplementalGroups()
+		slices.Sort(reported)
+		if !slices.Equal(reported, tc.want) {
+			t.Errorf("%s: ContainerStatus supplemental groups %v, want %v", tc.name, reported, tc.want)
 		}
-		got := p.status(t, resp.ContainerId).GetUser().GetLinux().GetSupplementalGroups()
-		slices.Sort(got)
-		if !slices.Equal(got, tc.wantStatus) {
-			t.Errorf("%s: ContainerStatus supplemental groups %v, want %v", tc.policy, got, tc.wantStatus)
+		// The init process (PID 1 in its own PID namespace), as the
+		// container's user namespace sees it.
+		statusFile, _ := p.exec(t, resp.ContainerId, "cat", "/proc/1/status")
+		if got := procGroups(t, statusFile); !slices.Equal(got, reported) {
+			t.Errorf("%s: the process has groups %v, the status reports %v", tc.name, got, reported)
+		}
+		out, _ := p.exec(t, resp.ContainerId, "id", "-G")
+		var idGroups []int64
+		for _, f := range strings.Fields(out) {
+			var g int64
+			fmt.Sscan(f, &g)
+			if !slices.Contains(idGroups, g) {
+				idGroups = append(idGroups, g)
+			}
+		}
+		slices.Sort(idGroups)
+		if !slices.Equal(idGroups, reported) {
+			t.Errorf("%s: id -G in an exec = %q, the status reports %v", tc.name, strings.TrimSpace(out), reported)
 		}
 	}
+	ownPID := &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER}
+	pod, podCfg := p.runPod(t, "groups")
+	for _, tc := range cases {
+		check(t, pod, podCfg, ownPID, tc)
+	}
+
+	// The same in a pod with a user namespace of its own (crun: the
+	// default runc may be too old for it).
+	mapping := []*runtime.IDMapping{{ContainerId: 0, HostId: 600000, Length: 65536}}
+	usernsOpts := &runtime.NamespaceOption{Pid: runtime.NamespaceMode_CONTAINER,
+		UsernsOptions: &runtime.UserNamespace{Mode: runtime.NamespaceMode_POD, Uids: mapping, Gids: mapping}}
+	usernsCfg := &runtime.PodSandboxConfig{
+		Metadata:     &runtime.PodSandboxMetadata{Name: "groups-userns", Namespace: "e2e", Uid: "groups-userns"},
+		LogDirectory: t.TempDir(),
+		Linux:        &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{NamespaceOptions: usernsOpts}},
+	}
+	usernsPod, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: usernsCfg, RuntimeHandler: "crun"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, usernsPod.PodSandboxId, usernsCfg, usernsOpts, cases[3])
+
 	st, err := p.runtime.Status(t.Context(), &runtime.StatusRequest{})
 	if err != nil || !st.GetFeatures().GetSupplementalGroupsPolicy() {
 		t.Errorf("Status features do not announce supplemental_groups_policy: %v, %v", st.GetFeatures(), err)
 	}
+}
+
+// procGroups is the sorted Groups: line of a /proc/<pid>/status file.
+func procGroups(t *testing.T, status string) []int64 {
+	t.Helper()
+	for _, line := range strings.Split(status, "\n") {
+		rest, ok := strings.CutPrefix(line, "Groups:")
+		if !ok {
+			continue
+		}
+		var out []int64
+		for _, f := range strings.Fields(rest) {
+			var g int64
+			if _, err := fmt.Sscan(f, &g); err != nil {
+				t.Fatalf("Groups line %q: %v", line, err)
+			}
+			out = append(out, g)
+		}
+		slices.Sort(out)
+		return out
+	}
+	t.Fatalf("no Groups: line in %q", status)
+	return nil
 }
 
 // TestImageVolumes: Mount.image mounts another image's file system (or a
