@@ -5,7 +5,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 export GOFLAGS := -buildvcs=false
 
 GO ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+VERSION ?= $(shell hack/version.sh)
 LDFLAGS := -X github.com/berth-cri/berth/internal/version.Version=$(VERSION)
 # Flags for `make run`; e.g. make run RUN_FLAGS="--log-level debug".
 RUN_FLAGS ?=

@@ -35,6 +35,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/monitor/api"
 	"github.com/berth-cri/berth/internal/pause"
+	"github.com/berth-cri/berth/internal/version"
 )
 
 // execCmd names exec.Cmd for pipeIO's method set (runc.IO).
@@ -45,7 +46,12 @@ func main() {
 	runcPath := flag.String("runc", "runc", "OCI runtime binary")
 	runcRoot := flag.String("runc-root", "/run/runc", "runc --root")
 	pauseMode := flag.Bool("pause", false, "be the init of a shared pod PID namespace (started by the monitor itself)")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Printf("berth-monitor %s\n", version.String())
+		return
+	}
 	if *pauseMode {
 		// fd 3 is the monitor's lifeline: EOF means the monitor is gone, and
 		// a pod's PID namespace must not outlive its monitor.

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/store"
@@ -51,6 +52,24 @@ func TestVersionAndReadiness(t *testing.T) {
 	}
 	if v.RuntimeName != "berth" || v.RuntimeApiVersion != "v1" {
 		t.Fatalf("Version = %+v", v)
+	}
+	// kubelet shows the node's runtime as berth://Unknown unless its
+	// parser accepts the version; both binaries report the same one.
+	if _, err := utilversion.ParseSemantic(v.RuntimeVersion); err != nil {
+		t.Errorf("RuntimeVersion %q is not semver: %v", v.RuntimeVersion, err)
+	}
+	for _, bin := range []string{"berth", "berth-monitor"} {
+		args := []string{"-version"}
+		if bin == "berth" {
+			args = []string{"version"}
+		}
+		out, err := exec.Command(filepath.Join(filepath.Dir(berthBinary), bin), args...).Output()
+		if err != nil {
+			t.Fatalf("%s %v: %v", bin, args, err)
+		}
+		if got, want := strings.TrimSpace(string(out)), bin+" "+v.RuntimeVersion; got != want {
+			t.Errorf("%s %v printed %q, want %q", bin, args, got, want)
+		}
 	}
 	conds := conditions(t, c)
 	if !conds[runtime.RuntimeReady].GetStatus() {
