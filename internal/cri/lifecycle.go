@@ -131,8 +131,8 @@ func (s *Service) watchPod(ctx context.Context, podID string) {
 				continue
 			}
 		}
-		if _, err := s.store.Sandboxes.Get(podID); err != nil {
-			return // removed while we looked: its monitor was shut down on purpose
+		if _, err := s.store.Sandboxes.Get(podID); err != nil || s.retiring.has(podID) {
+			return // removed or being removed: its monitor was shut down on purpose
 		}
 		s.monitorDied(ctx, sb)
 		return
@@ -264,9 +264,13 @@ func (s *Service) recordExit(id string, exit api.Exit, reason, message string) {
 
 // monitorDied stops what a dead monitor left: its containers would run
 // unmonitored, with nobody holding their output or recording their exit.
+//
+// It warns only when the monitor's death cost something (a container it
+// had to kill): a monitor gone with nothing left running — after a crash in
+// the middle of RemovePodSandbox, say — is noted at Info.
 func (s *Service) monitorDied(ctx context.Context, sb store.Sandbox) {
-	s.logger.Warn("pod monitor is gone; stopping its containers", "pod", sb.ID, "monitor_pid", sb.MonitorPid)
 	r := s.handlerOf(sb).Runc()
+	killed := 0
 	for _, c := range s.podContainers(sb.ID) {
 		if c.State() == store.ContainerCreated {
 			// Its start may have run unrecorded: the runtime kills it if so.
@@ -281,6 +285,7 @@ func (s *Service) monitorDied(ctx context.Context, sb store.Sandbox) {
 			s.recordExit(c.ID, exit, "", "")
 			continue
 		}
+		killed++
 		_ = r.Kill(ctx, c.ID, int(syscall.SIGKILL), &runc.KillOpts{All: true})
 		_ = r.Delete(ctx, c.ID, &runc.DeleteOpts{Force: true})
 		s.recordExit(c.ID, api.Exit{Code: 137, Signal: int(syscall.SIGKILL), FinishedAt: time.Now().UTC()}, reasonMonitorDied,
@@ -290,6 +295,39 @@ func (s *Service) monitorDied(ctx context.Context, sb store.Sandbox) {
 		// runc delete --force kills it; RemovePodSandbox removes the rest.
 		_ = r.Delete(ctx, sb.ID, &runc.DeleteOpts{Force: true})
 	}
+	if killed > 0 {
+		s.logger.Warn("pod monitor is gone; killed the containers it ran", "pod", sb.ID, "monitor_pid", sb.MonitorPid, "killed", killed)
+		return
+	}
+	s.logger.Info("pod monitor is gone; none of its containers was running", "pod", sb.ID, "monitor_pid", sb.MonitorPid)
+}
+
+// retiringMonitors are the pods whose monitor berth is shutting down itself
+// (RemovePodSandbox): its end is no monitor death.
+type retiringMonitors struct {
+	mu   sync.Mutex
+	pods map[string]bool
+}
+
+func (r *retiringMonitors) add(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pods == nil {
+		r.pods = map[string]bool{}
+	}
+	r.pods[id] = true
+}
+
+func (r *retiringMonitors) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pods, id)
+}
+
+func (r *retiringMonitors) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pods[id]
 }
 
 // monitorAlive reports whether the sandbox's monitor process still runs:

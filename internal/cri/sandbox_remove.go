@@ -54,6 +54,7 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 	if err := s.store.Sandboxes.Delete(sb.ID); err != nil && !errdefs.IsNotFound(err) {
 		return nil, err
 	}
+	s.retiring.remove(sb.ID)
 	s.logger.InfoContext(ctx, "pod sandbox removed", "id", sb.ID)
 	return &runtime.RemovePodSandboxResponse{}, nil
 }
@@ -61,6 +62,9 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 // stopMonitor asks the pod's monitor to exit, or kills it if it does not
 // answer, and removes its socket.
 func (s *Service) stopMonitor(ctx context.Context, sb store.Sandbox) error {
+	// Kept until the record is gone (a failed remove keeps it): the
+	// pod's watcher must not take this exit for a death.
+	s.retiring.add(sb.ID)
 	client := s.monitors.Client(sb.MonitorSocket)
 	err := client.Shutdown(ctx)
 	if err != nil && !errors.Is(err, monitor.ErrUnreachable) {

@@ -88,6 +88,7 @@ type Service struct {
 	streams       streaming.Server // nil until SetStreams
 	exits         *exitWaiters
 	watchPods     chan string // pods for Run to watch; buffered so a create never waits on Run
+	retiring      retiringMonitors
 
 	// Per-object serialization (serialize.go).
 	podLocks, containerLocks keylock.Locks

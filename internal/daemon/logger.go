@@ -43,6 +43,14 @@ func RouteContainerdLogs(logger *slog.Logger) {
 
 type slogHook struct{ logger *slog.Logger }
 
+// containerdNotices are containerd warnings about the host that describe
+// a normal machine rather than a fault: they are logged at Info. The content
+// store probes fsverity at every start; most file systems lack it, and
+// without it the store simply does not use it.
+var containerdNotices = map[string]bool{
+	"failed check for fsverity support": true,
+}
+
 func (slogHook) Levels() []logrus.Level { return logrus.AllLevels }
 
 func (h slogHook) Fire(e *logrus.Entry) error {
@@ -50,6 +58,8 @@ func (h slogHook) Fire(e *logrus.Entry) error {
 	switch {
 	case e.Level <= logrus.ErrorLevel:
 		level = slog.LevelError
+	case e.Level == logrus.WarnLevel && containerdNotices[e.Message]:
+		level = slog.LevelInfo
 	case e.Level == logrus.WarnLevel:
 		level = slog.LevelWarn
 	}
