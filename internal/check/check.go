@@ -19,6 +19,8 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 
 	"github.com/berth-cri/berth/internal/config"
+	"github.com/berth-cri/berth/internal/criu"
+	"github.com/berth-cri/berth/internal/ociruntime"
 	"github.com/berth-cri/berth/internal/sysinfo"
 )
 
@@ -49,7 +51,9 @@ func Run(ctx context.Context, cfg config.Config) []Result {
 	}
 	slices.Sort(names[1:])
 	for _, name := range names {
-		path := cfg.Runtime.Handlers[name].Path
+		// The runtime the daemon would run for this handler.
+		choice := ociruntime.Choose(ctx, cfg.Runtime.Handlers[name])
+		path := choice.Path
 		fix := "apt-get install " + filepath.Base(path)
 		if filepath.IsAbs(path) {
 			fix = "install the runtime at " + path + " (make deps builds runc-upstream's)"
@@ -57,6 +61,12 @@ func Run(ctx context.Context, cfg config.Config) []Result {
 		r := checkBinary(ctx, path, []string{"--version"}, fix)
 		r.Name = "handler " + name
 		r.Optional = name != cfg.Runtime.DefaultHandler
+		if r.OK {
+			r.Detail += "; user namespaces: " + yesNo(choice.Features.UserNamespaces)
+			if choice.Replaced != "" {
+				r.Detail += fmt.Sprintf("; its userns_path, instead of %s (no user namespaces)", choice.Replaced)
+			}
+		}
 		results = append(results, r)
 	}
 	return append(results,
@@ -65,7 +75,15 @@ func Run(ctx context.Context, cfg config.Config) []Result {
 		checkSnapshotter(cfg.Root, cfg.Image.Snapshotter),
 		checkCgroups(cfg.Runtime.CgroupDriver),
 		checkBinary(ctx, "iptables", []string{"--version"}, "apt-get install iptables (the portmap CNI plugin needs it)"),
+		checkCRIU(ctx, cfg.Checkpoint.CRIUPath),
 	)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // Print writes the report and returns whether every check passed.
@@ -105,6 +123,20 @@ func checkBinary(ctx context.Context, name string, versionArgs []string, fix str
 	}
 	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return Result{Name: name, OK: true, Detail: fmt.Sprintf("%s (%s)", path, first)}
+}
+
+// checkCRIU reports whether checkpointing could run. Optional: only
+// CheckpointContainer needs it.
+func checkCRIU(ctx context.Context, path string) Result {
+	r := Result{Name: "criu", Optional: true}
+	bin, err := criu.Check(ctx, path)
+	if err != nil {
+		r.Detail = err.Error() + "; CheckpointContainer answers FailedPrecondition"
+		r.Fix = "apt-get install criu, on a kernel its check accepts"
+		return r
+	}
+	r.OK, r.Detail = true, bin+" (criu check passed)"
+	return r
 }
 
 func checkCNIPlugins(binDirs []string) Result {

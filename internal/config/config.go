@@ -40,6 +40,8 @@ type Config struct {
 	Runtime  Runtime  `toml:"runtime" json:"runtime"`
 	Stream   Stream   `toml:"streaming" json:"streaming"`
 	CDI      CDI      `toml:"cdi" json:"cdi"`
+	// Checkpoint configures container checkpointing (CRIU).
+	Checkpoint Checkpoint `toml:"checkpoint" json:"checkpoint"`
 	// ShutdownTimeout bounds how long in-flight calls may take to finish
 	// after SIGTERM before the server is stopped hard.
 	ShutdownTimeout Duration `toml:"shutdown_timeout" json:"shutdown_timeout"`
@@ -102,6 +104,16 @@ type Runtime struct {
 type Handler struct {
 	// Path is the runtime binary, absolute or looked up in PATH.
 	Path string `toml:"path" json:"path"`
+	// UsernsPath, when set, is a runtime the handler runs instead of
+	// Path's when Path's cannot run pods in user namespaces (no idmapped
+	// mounts: runc before 1.2) and this one can. Chosen once at start.
+	UsernsPath string `toml:"userns_path" json:"userns_path"`
+}
+
+// Checkpoint configures CheckpointContainer.
+type Checkpoint struct {
+	// CRIUPath is the CRIU binary, absolute or looked up in PATH.
+	CRIUPath string `toml:"criu_path" json:"criu_path"`
 }
 
 // CDI configures Container Device Interface devices.

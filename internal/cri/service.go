@@ -106,7 +106,7 @@ func New(opts Options) *Service {
 		store:         opts.Store,
 		images:        opts.Images,
 		logger:        opts.Logger,
-		handlers:      ociruntime.NewSet(opts.Config.Runtime, opts.Config.State),
+		handlers:      ociruntime.NewSet(context.Background(), opts.Config.Runtime, opts.Config.State),
 		cdi:           newCDICache(opts.Config.CDI.SpecDirs),
 		probeNetwork:  opts.ProbeNetwork,
 		monitorBinary: opts.MonitorBinary,
@@ -119,6 +119,12 @@ func New(opts Options) *Service {
 		stats:         stats.NewReader(),
 		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
 		watchPods:     make(chan string, 64),
+	}
+	for _, h := range s.handlers.All() {
+		if h.Replaced != "" {
+			s.logger.Info("handler runs its userns_path runtime: the one at path cannot run pods in user namespaces",
+				"handler", h.Name, "runtime", h.Path, "instead_of", h.Replaced)
+		}
 	}
 	// Events come from where state is recorded: every durable change of
 	// a record, and nothing else.

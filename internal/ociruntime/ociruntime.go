@@ -24,6 +24,9 @@ type Handler struct {
 	Name string
 	Path string // the runtime binary
 	Root string // the runtime's --root: its container state
+	// Replaced is the configured path when the handler runs its
+	// userns_path instead (see Choose); "" otherwise.
+	Replaced string
 }
 
 // Runc is a go-runc client for the handler's runtime.
@@ -45,13 +48,44 @@ type Set struct {
 	features map[string]Features // probed once per handler whose binary answered; guarded by mu
 }
 
-// NewSet builds the handlers of cfg, their state under stateDir.
-func NewSet(cfg config.Runtime, stateDir string) *Set {
+// NewSet builds the handlers of cfg, their state under stateDir, choosing
+// each one's runtime binary (Choose): it asks the runtimes what they can do.
+func NewSet(ctx context.Context, cfg config.Runtime, stateDir string) *Set {
 	s := &Set{defaultName: cfg.DefaultHandler, stateDir: stateDir, handlers: map[string]Handler{}, features: map[string]Features{}}
 	for name, h := range cfg.Handlers {
-		s.handlers[name] = Handler{Name: name, Path: h.Path, Root: s.root(name)}
+		c := Choose(ctx, h)
+		s.handlers[name] = Handler{Name: name, Path: c.Path, Root: s.root(name), Replaced: c.Replaced}
+		if c.Probed {
+			s.features[name] = c.Features
+		}
 	}
 	return s
+}
+
+// Choice is the runtime binary a handler runs.
+type Choice struct {
+	Path     string
+	Features Features
+	Probed   bool   // Features came from the runtime (else it did not answer)
+	Replaced string // the configured path, when UsernsPath was chosen instead
+}
+
+// Choose picks a handler's runtime: its path, unless that runtime cannot
+// run pods in user namespaces (or does not run at all) and the one at
+// userns_path can. A host with Debian's runc 1.1.5 and a current runc
+// thus runs the current one on the default handler, and user namespaces
+// work there.
+func Choose(ctx context.Context, h config.Handler) Choice {
+	f, err := probe(ctx, h.Path)
+	c := Choice{Path: h.Path, Features: f, Probed: err == nil}
+	if h.UsernsPath == "" || (c.Probed && f.UserNamespaces) {
+		return c
+	}
+	uf, err := probe(ctx, h.UsernsPath)
+	if err != nil || !uf.UserNamespaces {
+		return c
+	}
+	return Choice{Path: h.UsernsPath, Features: uf, Probed: true, Replaced: h.Path}
 }
 
 func (s *Set) root(name string) string { return layout.State(s.stateDir).RuntimeRoot(name) }

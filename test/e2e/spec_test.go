@@ -155,7 +155,9 @@ func TestMountPropagation(t *testing.T) {
 // configured one with its features; a pod picks one by name and its
 // containers run on that runtime; an unknown name is refused.
 func TestRuntimeHandlers(t *testing.T) {
-	p := newPodEnv(t)
+	// debian-runc: Debian's runc with no userns_path, as a host without a
+	// current runc has it.
+	p := newPodEnvWith(t, "[runtime.handlers.debian-runc]\npath = \"runc\"\n")
 	st, err := p.runtime.Status(t.Context(), &runtime.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -165,14 +167,15 @@ func TestRuntimeHandlers(t *testing.T) {
 		got[h.Name] = h.GetFeatures().GetRecursiveReadOnlyMounts()
 		userns[h.Name] = h.GetFeatures().GetUserNamespaces()
 	}
-	for _, name := range []string{"", "runc", "crun", "runc-upstream"} {
+	for _, name := range []string{"", "runc", "crun", "runc-upstream", "debian-runc"} {
 		if rro, ok := got[name]; !ok || !rro {
 			t.Errorf("Status runtime_handlers: %q listed %v with recursive read-only mounts %v (all: %v)", name, ok, rro, got)
 		}
 	}
 	// Debian's runc 1.1.5 makes no idmapped mounts; crun 1.8 and the runc
-	// built from source do.
-	wantUserns := map[string]bool{"runc": false, "crun": true, "runc-upstream": true}
+	// built from source do, and the runc handler runs the latter (its
+	// userns_path) because Debian's cannot.
+	wantUserns := map[string]bool{"runc": true, "crun": true, "runc-upstream": true, "debian-runc": false}
 	wantUserns[""] = wantUserns[e2eenv.DefaultHandler()]
 	if !maps.Equal(userns, wantUserns) {
 		t.Errorf("Status runtime_handlers user_namespaces = %v, want %v", userns, wantUserns)
@@ -205,9 +208,13 @@ func TestRuntimeHandlers(t *testing.T) {
 		t.Fatalf("RunPodSandbox with an unknown handler: %v, want InvalidArgument naming it", err)
 	}
 
+	if !strings.Contains(p.daemon.Log(), `handler runs its userns_path runtime`) {
+		t.Error("the daemon did not log that the runc handler runs its userns_path runtime")
+	}
+
 	// User namespaces: Debian's runc cannot make idmapped mounts, so a pod
-	// user namespace on its handler is refused as such, not run without one
-	// (TestUserNamespaces runs them on crun and runc-upstream).
+	// user namespace on a handler with only that runc is refused as such,
+	// not run without one (TestUserNamespaces runs them on the others).
 	mapping := []*runtime.IDMapping{{ContainerId: 0, HostId: 100000, Length: 65536}}
 	for mode, want := range map[runtime.NamespaceMode]codes.Code{
 		runtime.NamespaceMode_POD:       codes.FailedPrecondition,
@@ -219,7 +226,7 @@ func TestRuntimeHandlers(t *testing.T) {
 				UsernsOptions: &runtime.UserNamespace{Mode: mode, Uids: mapping, Gids: mapping},
 			}}},
 		}
-		_, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "runc"})
+		_, err := p.runtime.RunPodSandbox(t.Context(), &runtime.RunPodSandboxRequest{Config: cfg, RuntimeHandler: "debian-runc"})
 		if status.Code(err) != want || !strings.Contains(err.Error(), "userns_options") {
 			t.Errorf("pod in a user namespace of mode %s: %v, want %s naming userns_options", mode, err, want)
 		}
@@ -655,7 +662,7 @@ func TestHugepageLimitAndUnified(t *testing.T) {
 
 // TestUserNamespaces: pods in user namespaces of their own, on the handlers
 // whose runtimes make idmapped mounts (crun 1.8 and the runc built from
-// source), with and without a shared PID namespace. Inside, root is the mapping's first host
+// source, which the default runc handler runs instead of Debian's), with and without a shared PID namespace. Inside, root is the mapping's first host
 // ID, the image's files, the volumes and image volumes keep their owners
 // (idmapped), the
 // pod has its hostname and network; on the host the processes and the
@@ -681,7 +688,8 @@ func TestUserNamespaces(t *testing.T) {
 		pid     runtime.NamespaceMode
 	}
 	var cases []podCase
-	for _, handler := range []string{"crun", "runc-upstream"} {
+	// runc: the default handler, which runs its userns_path runtime here.
+	for _, handler := range []string{"runc", "crun", "runc-upstream"} {
 		for _, pid := range []runtime.NamespaceMode{runtime.NamespaceMode_CONTAINER, runtime.NamespaceMode_POD} {
 			cases = append(cases, podCase{handler, pid})
 		}
