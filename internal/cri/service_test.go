@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -322,10 +323,32 @@ func TestContainerLookups(t *testing.T) {
 	}
 }
 
-func TestUnbuiltRPCsAreUnimplemented(t *testing.T) {
-	f := newFixture(t, "sh")
+// TestCheckpointNeedsCRIU: checkpoint calls name what is missing — the
+// field, the object, or a usable CRIU — and a usable CRIU gets an honest
+// Unimplemented (the archive is not built yet).
+func TestCheckpointNeedsCRIU(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "criu")
+	f := newFixtureWith(t, "sh", func(o *Options) { o.Config.Checkpoint.CRIUPath = missing })
 	f.gate.Open()
 	_, err := f.runtime.CheckpointContainer(t.Context(), &runtime.CheckpointContainerRequest{})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = f.runtime.CheckpointContainer(t.Context(), &runtime.CheckpointContainerRequest{ContainerId: "gone"})
+	wantCode(t, err, codes.NotFound)
+	_, err = f.runtime.CheckpointPod(t.Context(), &runtime.CheckpointPodRequest{PodSandboxId: "gone"})
+	wantCode(t, err, codes.NotFound)
+	_, err = f.runtime.RestorePod(t.Context(), &runtime.RestorePodRequest{CheckpointPath: "/var/lib/x.tar"})
+	wantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), missing+" not found") {
+		t.Errorf("RestorePod without CRIU: %v, want the missing binary named", err)
+	}
+
+	usable := filepath.Join(t.TempDir(), "criu")
+	if err := os.WriteFile(usable, []byte("#!/bin/sh\necho Looks good.\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f = newFixtureWith(t, "sh", func(o *Options) { o.Config.Checkpoint.CRIUPath = usable })
+	f.gate.Open()
+	_, err = f.runtime.RestorePod(t.Context(), &runtime.RestorePodRequest{CheckpointPath: "/var/lib/x.tar"})
 	wantCode(t, err, codes.Unimplemented)
 }
 
