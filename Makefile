@@ -12,7 +12,7 @@ RUN_FLAGS ?=
 # Where the e2e harness caches crictl, critest and Debian's busybox package.
 E2E_CACHE ?= /var/cache/berth-e2e
 
-.PHONY: all build deps run test lint unit e2e e2e-go conformance e2e-go-crun conformance-crun conformance-debian-runc clean fuzz
+.PHONY: all build deps run test lint unit e2e e2e-go conformance e2e-go-crun conformance-crun conformance-debian-runc e2e-kubelet clean fuzz
 
 all: build
 
@@ -52,7 +52,8 @@ unit:
 # runc 1.1.5 cannot run pods in user namespaces), then on crun; critest runs
 # a third time on debian-runc, a handler with Debian's runc alone, as a host
 # without a current runc has it.
-e2e: e2e-go conformance e2e-go-crun conformance-crun conformance-debian-runc
+# Last, a real kubelet drives berth (built once into the e2e cache).
+e2e: e2e-go conformance e2e-go-crun conformance-crun conformance-debian-runc e2e-kubelet
 
 e2e-go: build bin/testbin
 	BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 ./test/e2e/...
@@ -68,6 +69,14 @@ conformance-crun: build bin/testbin
 
 conformance-debian-runc: build bin/testbin
 	$(GO) run ./test/e2e/conformance -berth bin/berth -testbin bin/testbin -cache $(E2E_CACHE) -handler debian-runc -runtime-config 'handlers.debian-runc.path = "runc"' -report-dir _output/critest-debian-runc
+
+# A real kubelet (standalone: static pods, no API server) on berth, on runc
+# and on crun. The first
+# run builds kubelet from the Go module proxy into $(E2E_CACHE)/bin (about 9
+# minutes on 2 cores); later runs reuse it.
+e2e-kubelet: build bin/testbin
+	BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 -timeout 40m -v ./test/kubelet/
+	BERTH_E2E_HANDLER=crun BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 -timeout 10m -v ./test/kubelet/
 
 clean:
 	rm -rf bin _output
