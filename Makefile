@@ -107,6 +107,12 @@ bench-critest: deps build bin/testbin
 	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
 	$(GO) run ./bench/critestbench -berth bin/berth -testbin bin/testbin -n 40
 
+# A static pod's manifest to Running under a real kubelet, berth against
+# containerd 2.4.2 (both built once into the e2e cache).
+.PHONY: bench-kubelet
+bench-kubelet: deps build bin/testbin
+	$(GO) run ./bench/kubeletstart -berth bin/berth -testbin bin/testbin -cache $(E2E_CACHE) -n 5
+
 # Fuzzing (not part of `make test`; `make unit` runs the seed corpora): each
 # fuzz target for FUZZTIME, one at a time, since -fuzz takes one target per
 # package. New crashers land in the package's testdata/fuzz/<FuzzName>/.

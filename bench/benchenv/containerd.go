@@ -63,19 +63,28 @@ state = %q
 		return nil, fmt.Errorf("start containerd: %w", err)
 	}
 	c := &Containerd{cmd: cmd, Socket: socket}
+	if err := c.waitServing(ctx, logf.Name()); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitServing polls until containerd answers CRI Version (it has no
+// readiness signal of its own), for up to 30 s.
+func (c *Containerd) waitServing(ctx context.Context, logPath string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		conn, err := e2eenv.Dial(socket)
+		conn, err := e2eenv.Dial(c.Socket)
 		if err == nil {
 			_, err = runtime.NewRuntimeServiceClient(conn).Version(ctx, &runtime.VersionRequest{}, grpc.WaitForReady(false))
 			conn.Close()
 			if err == nil {
-				return c, nil
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			c.Stop()
-			return nil, fmt.Errorf("containerd did not serve CRI within 30s: %v (log: %s)", err, logf.Name())
+			return fmt.Errorf("containerd did not serve CRI within 30s: %v (log: %s)", err, logPath)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
