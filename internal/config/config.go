@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -42,6 +43,8 @@ type Config struct {
 	CDI      CDI      `toml:"cdi" json:"cdi"`
 	// Checkpoint configures container checkpointing (CRIU).
 	Checkpoint Checkpoint `toml:"checkpoint" json:"checkpoint"`
+	Metrics    Metrics    `toml:"metrics" json:"metrics"`
+	Debug      Debug      `toml:"debug" json:"debug"`
 	// ShutdownTimeout bounds how long in-flight calls may take to finish
 	// after SIGTERM before the server is stopped hard.
 	ShutdownTimeout Duration `toml:"shutdown_timeout" json:"shutdown_timeout"`
@@ -108,6 +111,20 @@ type Handler struct {
 	// Path's when Path's cannot run pods in user namespaces (no idmapped
 	// mounts: runc before 1.2) and this one can. Chosen once at start.
 	UsernsPath string `toml:"userns_path" json:"userns_path"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Address is host:port where /metrics is served; empty serves none. A
+	// missing host (":9345") means loopback.
+	Address string `toml:"address" json:"address"`
+}
+
+// Debug configures the profiling endpoint.
+type Debug struct {
+	// Address is a loopback host:port where /debug/pprof/ is served;
+	// empty serves none.
+	Address string `toml:"address" json:"address"`
 }
 
 // Checkpoint configures CheckpointContainer.
@@ -246,6 +263,19 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout.Duration < 0 {
 		errs = append(errs, errors.New("shutdown_timeout must not be negative"))
+	}
+	if c.Metrics.Address != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Address); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.address %q: want host:port: %v", c.Metrics.Address, err))
+		}
+	}
+	if c.Debug.Address != "" {
+		host, _, err := net.SplitHostPort(c.Debug.Address)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("debug.address %q: want host:port: %v", c.Debug.Address, err))
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			errs = append(errs, fmt.Errorf("debug.address %q: profiles are served on loopback only", c.Debug.Address))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -88,6 +88,9 @@ func TestValidate(t *testing.T) {
 		{"bad level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"bad format", func(c *Config) { c.Log.Format = "xml" }, "log.format"},
 		{"bad driver", func(c *Config) { c.Runtime.CgroupDriver = "both" }, "cgroup_driver"},
+		{"metrics address without port", func(c *Config) { c.Metrics.Address = "127.0.0.1" }, "metrics.address"},
+		{"profiles beyond loopback", func(c *Config) { c.Debug.Address = "0.0.0.0:6060" }, "loopback only"},
+		{"profiles on no host", func(c *Config) { c.Debug.Address = ":6060" }, "loopback only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-cri/berth/internal/metrics"
+
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -70,7 +72,9 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 			return nil, err
 		}
 	}
+	endPhase := s.metrics.Phase(metrics.PhaseImage)
 	img, err := s.images.Get(cfg.GetImage().GetImage())
+	endPhase()
 	if errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("image %q is not present: pull it first: %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound)
 	}
@@ -134,7 +138,10 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 			}
 		}
 	}()
-	if err := s.images.MountRootfs(ctx, c.SnapshotKey, img.ChainID.String(), rootfs, pod.UIDs, pod.GIDs); err != nil {
+	endPhase = s.metrics.Phase(metrics.PhaseSnapshot)
+	err = s.images.MountRootfs(ctx, c.SnapshotKey, img.ChainID.String(), rootfs, pod.UIDs, pod.GIDs)
+	endPhase()
+	if err != nil {
 		return nil, err
 	}
 	volumes, err := s.mountImageVolumes(ctx, c, cfg.GetMounts(), pod.UIDs, pod.GIDs)
@@ -146,6 +153,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if c.Config, err = proto.Marshal(cfg); err != nil {
 		return nil, fmt.Errorf("encode config: %w", err)
 	}
+	endPhase = s.metrics.Phase(metrics.PhaseSpec)
 	ociSpec, err := spec.Build(spec.Input{
 		ID:                 c.ID,
 		Config:             cfg,
@@ -175,7 +183,11 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err := os.WriteFile(layout.Bundle(c.Bundle).Spec(), b, 0o600); err != nil {
 		return nil, err
 	}
-	if err := s.store.Containers.Add(c); err != nil {
+	endPhase()
+	endPhase = s.metrics.Phase(metrics.PhaseStore)
+	err = s.store.Containers.Add(c)
+	endPhase()
+	if err != nil {
 		return nil, err
 	}
 	s.logger.InfoContext(ctx, "container created", "id", c.ID, "pod", sb.ID, "name", c.Metadata.Name, "image", img.ID)

@@ -42,6 +42,7 @@ func (s *Service) GetContainerEvents(_ *runtime.GetEventsRequest, stream runtime
 				return fmt.Errorf("berth is shutting down: %w", errdefs.ErrUnavailable)
 			}
 			_, cutOff := s.events.stats()
+			s.metrics.EventsSubscriberCutOff()
 			s.logger.Warn("container events subscriber fell behind and was cut off", "buffer", eventBuffer, "cut_off_so_far", cutOff)
 			return fmt.Errorf("events subscriber fell %d events behind and was cut off; relist: %w", eventBuffer, errdefs.ErrResourceExhausted)
 		case <-stream.Context().Done():

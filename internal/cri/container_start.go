@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/berth-cri/berth/internal/metrics"
+
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -48,9 +50,11 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 	}
 	started := time.Now().UTC()
 	client := s.monitors.Client(sb.MonitorSocket)
+	endPhase := s.metrics.Phase(metrics.PhaseRuntimeStart)
 	pid, err := client.Start(ctx, c.ID, c.Bundle, monitor.StartOptions{
 		LogPath: c.LogFile, LogRoot: podLogDirectory(sb), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
 	})
+	endPhase()
 	if err != nil {
 		if err := s.startFailed(ctx, c, err); err != nil {
 			return nil, err

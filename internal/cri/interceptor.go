@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/berth-cri/berth/internal/metrics"
 )
 
 // Gate holds calls back with Unavailable until start-up recovery has
@@ -28,8 +30,8 @@ func (g *Gate) IsOpen() bool { return g.open.Load() }
 
 // Interceptors returns the unary and stream interceptors that every CRI call
 // passes through: the recovery gate, the one place where errors become gRPC
-// codes, and one structured log line per call.
-func Interceptors(logger *slog.Logger, gate *Gate) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+// codes, one structured log line and the request metrics per call.
+func Interceptors(logger *slog.Logger, gate *Gate, m *metrics.Metrics) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		var resp any
@@ -39,12 +41,14 @@ func Interceptors(logger *slog.Logger, gate *Gate) (grpc.UnaryServerInterceptor,
 		})
 		err = ToStatus(err)
 		logCall(ctx, logger, info.FullMethod, start, err)
+		m.Call(path.Base(info.FullMethod), status.Code(err), time.Since(start))
 		return resp, err
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		err := ToStatus(gated(gate, func() error { return handler(srv, ss) }))
 		logCall(ss.Context(), logger, info.FullMethod, start, err)
+		m.Call(path.Base(info.FullMethod), status.Code(err), time.Since(start))
 		return err
 	}
 	return unary, stream

@@ -238,7 +238,9 @@ func (s *Service) pauseExited(sb store.Sandbox) {
 
 // recordExit stores a container's exit and wakes whoever waits for it.
 func (s *Service) recordExit(id string, exit api.Exit, reason, message string) {
+	oomKilled := false
 	_, err := s.store.Containers.Update(id, func(c store.Container) (store.Container, error) {
+		oomKilled = false // the update function may run again
 		if !c.FinishedAt.IsZero() {
 			return c, nil
 		}
@@ -253,11 +255,15 @@ func (s *Service) recordExit(id string, exit api.Exit, reason, message string) {
 		case exit.OOMKilled:
 			c.Reason = reasonOOMKilled
 		}
+		oomKilled = c.Reason == reasonOOMKilled
 		c.Message = message
 		return c, nil
 	})
 	if err != nil && !errdefs.IsNotFound(err) {
 		s.logger.Error("record container exit", "id", id, "error", err)
+	}
+	if err == nil && oomKilled {
+		s.metrics.OOMKill()
 	}
 	s.exits.notify(id)
 }

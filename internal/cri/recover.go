@@ -26,6 +26,8 @@ import (
 // recorded; pods whose monitor died get their containers stopped; every pod
 // with a live monitor is watched again. Run must already be running.
 func (s *Service) Recover(ctx context.Context) error {
+	start := time.Now()
+	defer func() { s.metrics.Recovered(time.Since(start)) }()
 	s.events.keepBacklog(true)
 	defer s.events.keepBacklog(false)
 	if err := s.sweepOrphans(ctx); err != nil {

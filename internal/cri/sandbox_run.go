@@ -18,6 +18,7 @@ import (
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/layout"
+	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/monitor"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/sandbox"
@@ -80,7 +81,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}()
 
 	dir := s.layout().Pod(sb.ID).Dir()
+	endPhase := s.metrics.Phase(metrics.PhaseNamespaces)
 	paths, err := s.namespaces.Create(sandbox.Spec{Dir: dir, Config: cfg})
+	endPhase()
 	if err != nil {
 		return nil, fmt.Errorf("create pod namespaces: %w", err)
 	}
@@ -99,7 +102,10 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 			return nil, err
 		}
 		start := time.Now()
+		endPhase = s.metrics.Phase(metrics.PhaseCNIAdd)
 		sb.IPs, err = s.network.Setup(ctx, podNetwork(sb, cfg))
+		endPhase()
+		s.metrics.CNI("add", time.Since(start), err)
 		s.logger.DebugContext(ctx, "cni add", "id", sb.ID, "duration", time.Since(start), "error", err)
 		if err != nil {
 			return nil, fmt.Errorf("pod network: %w", err)
@@ -119,6 +125,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if err := os.MkdirAll(filepath.Dir(sb.MonitorSocket), 0o700); err != nil {
 		return nil, err
 	}
+	endPhase = s.metrics.Phase(metrics.PhaseMonitorLaunch)
 	pid, err := s.monitors.Launch(ctx, monitor.LaunchOptions{
 		Binary:   s.monitorBinary,
 		Socket:   sb.MonitorSocket,
@@ -126,6 +133,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		RuncRoot: handler.Root,
 		LogPath:  layout.Pod(dir).MonitorLog(),
 	})
+	endPhase()
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +144,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}()
 	sb.MonitorPid = pid
 	sharedPID := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD
+	endPhase = s.metrics.Phase(metrics.PhasePodInit)
 	// The monitor's PID namespace init would belong to the host's user
 	// namespace, which a container in the pod's cannot join: a pod in a user
 	// namespace that shares its PID namespace gets a pause container, which
@@ -159,8 +168,12 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 			return nil, fmt.Errorf("start the pod's PID namespace init: %w", err)
 		}
 	}
+	endPhase()
 	sb.Ready = true
-	if err := s.store.Sandboxes.Add(sb); err != nil {
+	endPhase = s.metrics.Phase(metrics.PhaseStore)
+	err = s.store.Sandboxes.Add(sb)
+	endPhase()
+	if err != nil {
 		return nil, err
 	}
 	s.watch(ctx, sb.ID)
@@ -191,6 +204,7 @@ func (s *Service) detachNetwork(ctx context.Context, sb store.Sandbox) error {
 	}
 	start := time.Now()
 	err := s.network.Teardown(ctx, podNetwork(sb, &cfg))
+	s.metrics.CNI("del", time.Since(start), err)
 	s.logger.DebugContext(ctx, "cni del", "id", sb.ID, "duration", time.Since(start), "error", err)
 	if err != nil {
 		if !errors.Is(err, network.ErrNoConfig) {

@@ -20,6 +20,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/keylock"
+	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/netconf"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/ociruntime"
@@ -62,6 +63,8 @@ type Options struct {
 	Network    podNetworks
 	Monitors   monitors
 	Namespaces podNamespaces
+	// Metrics receives the service's series; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Service serves CRI. It is safe for concurrent use.
@@ -81,6 +84,7 @@ type Service struct {
 	oomFloor      *int
 	capBounding   uint64
 	cgroupDriver  string
+	metrics       *metrics.Metrics
 	network       podNetworks
 	monitors      monitors
 	namespaces    podNamespaces
@@ -113,12 +117,16 @@ func New(opts Options) *Service {
 		oomFloor:      opts.OOMScoreAdjFloor,
 		capBounding:   opts.CapabilityBounding,
 		cgroupDriver:  sysinfo.CgroupDriver(opts.Config.Runtime.CgroupDriver),
+		metrics:       opts.Metrics,
 		network:       opts.Network,
 		monitors:      opts.Monitors,
 		namespaces:    opts.Namespaces,
 		stats:         stats.NewReader(),
 		exits:         &exitWaiters{waiters: map[string][]chan struct{}{}},
 		watchPods:     make(chan string, 64),
+	}
+	if err := s.metrics.Register(stateCollector{s}); err != nil {
+		s.logger.Error("register state metrics", "error", err)
 	}
 	for _, h := range s.handlers.All() {
 		if h.Replaced != "" {

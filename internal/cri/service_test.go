@@ -70,7 +70,7 @@ func newFixtureWith(t *testing.T, runtimeBinary string, adjust func(*Options)) *
 	}
 	svc := New(opts)
 	f.svc = svc
-	unary, stream := Interceptors(slog.New(slog.NewTextHandler(io.Discard, nil)), f.gate)
+	unary, stream := Interceptors(slog.New(slog.NewTextHandler(io.Discard, nil)), f.gate, nil)
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	svc.Register(srv)
 	lis := bufconn.Listen(1 << 20)

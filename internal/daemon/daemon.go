@@ -24,6 +24,7 @@ import (
 	"github.com/berth-cri/berth/internal/cri"
 	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/layout"
+	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
@@ -86,6 +87,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		}
 	}()
 
+	m := metrics.New()
 	images, err := image.Open(ctx, image.Options{
 		Root:                   cfg.Root,
 		HostsDir:               cfg.Registry.ConfigPath,
@@ -94,6 +96,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		ProgressTimeout:        cfg.Image.PullProgressTimeout.Duration,
 		Pinned:                 []string{cfg.Image.SandboxImage},
 		Logger:                 logger,
+		Metrics:                m,
 	})
 	if err != nil {
 		return err
@@ -109,7 +112,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		return err
 	}
 	gate := &cri.Gate{}
-	unary, stream := cri.Interceptors(logger, gate)
+	unary, stream := cri.Interceptors(logger, gate, m)
 	server := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	if cfg.CNI.DefaultNetwork {
 		wrote, err := network.WriteDefault(cfg.CNI.ConfDir, "")
@@ -129,8 +132,26 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		MonitorBinary:      monitorBinary,
 		OOMScoreAdjFloor:   oomFloor,
 		CapabilityBounding: capBounding,
+		Metrics:            m,
 	})
 	svc.Register(server)
+
+	if cfg.Metrics.Address != "" {
+		addr, stop, err := serveHTTP(metricsAddress(cfg.Metrics.Address), metricsMux(m))
+		if err != nil {
+			return fmt.Errorf("metrics.address: %w", err)
+		}
+		defer stop()
+		logger.Info("serving metrics", "address", "http://"+addr+"/metrics")
+	}
+	if cfg.Debug.Address != "" {
+		addr, stop, err := serveHTTP(cfg.Debug.Address, pprofMux())
+		if err != nil {
+			return fmt.Errorf("debug.address: %w", err)
+		}
+		defer stop()
+		logger.Info("serving profiles", "address", "http://"+addr+"/debug/pprof/")
+	}
 
 	streamLis, err := net.Listen("tcp", cfg.Stream.Address)
 	if err != nil {

@@ -121,6 +121,8 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 	defer cancel(nil)
 	progress := &progressIngester{Ingester: s.content}
 	progress.touch()
+	pulled := s.opts.Metrics.PullStarted()
+	defer func() { pulled(progress.fetched.Load(), progress.present.Load(), failureReason(retErr)) }()
 	if s.opts.ProgressTimeout > 0 {
 		go progress.watch(ctx, s.opts.ProgressTimeout, cancel)
 	}
@@ -181,6 +183,31 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 	return r.id, nil
 }
 
+// failureReason names the class of a failed pull for the failures metric
+// ("" for success), from the classification pullError gave it.
+func failureReason(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "deadline"
+	case errdefs.IsAborted(err):
+		return "stalled"
+	case errdefs.IsUnauthorized(err):
+		return "unauthenticated"
+	case errdefs.IsNotFound(err):
+		return "not_found"
+	case errdefs.IsUnavailable(err):
+		return "unreachable"
+	case errdefs.IsDataLoss(err):
+		return "corrupt"
+	default:
+		return "other"
+	}
+}
+
 // errStalled is the cause of a pull cancelled for lack of progress.
 var errStalled = errors.New("no progress")
 
@@ -217,12 +244,21 @@ func (s *Service) pullError(ctx context.Context, named reference.Named, err erro
 type progressIngester struct {
 	content.Ingester
 	last atomic.Int64 // unix nanoseconds of the last write
+	// Bytes written, and bytes of blobs already present (not fetched).
+	fetched, present atomic.Int64
 }
 
 func (p *progressIngester) touch() { p.last.Store(time.Now().UnixNano()) }
 
 func (p *progressIngester) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
 	w, err := p.Ingester.Writer(ctx, opts...)
+	if errdefs.IsAlreadyExists(err) {
+		var wo content.WriterOpts
+		for _, o := range opts {
+			_ = o(&wo)
+		}
+		p.present.Add(wo.Desc.Size)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +273,9 @@ type progressWriter struct {
 
 func (w *progressWriter) Write(b []byte) (int, error) {
 	w.p.touch()
-	return w.Writer.Write(b)
+	n, err := w.Writer.Write(b)
+	w.p.fetched.Add(int64(n))
+	return n, err
 }
 
 // watch cancels the pull when no write happens for timeout.

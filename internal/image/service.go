@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-cri/berth/internal/metrics"
+
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/diff"
 	"github.com/containerd/containerd/v2/core/diff/apply"
@@ -62,6 +64,8 @@ type Options struct {
 	// Pinned references are reported as pinned (the sandbox image).
 	Pinned []string
 	Logger *slog.Logger
+	// Metrics receives the pull series; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Service pulls, lists and removes images. Safe for concurrent use.

@@ -37,7 +37,13 @@ func newPodEnv(t *testing.T) *podEnv {
 // images named by extraImages in the registry as well (not pulled).
 func newPodEnvWith(t *testing.T, runtimeConfig string, extraImages ...string) *podEnv {
 	t.Helper()
-	e := newImageEnvWith(t, testimages.MirroredHosts, e2eenv.DaemonOptions{RuntimeConfig: runtimeConfig})
+	return newPodEnvOpts(t, e2eenv.DaemonOptions{RuntimeConfig: runtimeConfig}, extraImages...)
+}
+
+// newPodEnvOpts is newPodEnvWith with the daemon's options.
+func newPodEnvOpts(t *testing.T, opts e2eenv.DaemonOptions, extraImages ...string) *podEnv {
+	t.Helper()
+	e := newImageEnvWith(t, testimages.MirroredHosts, opts)
 	for _, img := range testImages(t) {
 		for _, ref := range img.Refs {
 			if ref == busyboxImage || slices.Contains(extraImages, ref) {
