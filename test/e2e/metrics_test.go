@@ -160,3 +160,24 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+var profilesURL = regexp.MustCompile(`msg="serving profiles" address=(http://\S+/debug/pprof/)`)
+
+// TestProfiles: debug.address serves Go's profiles on loopback.
+func TestProfiles(t *testing.T) {
+	d := startDaemon(t, e2eenv.DaemonOptions{ExtraConfig: "[debug]\naddress = \"127.0.0.1:0\"\n"})
+	m := profilesURL.FindStringSubmatch(d.Log())
+	if m == nil || !strings.HasPrefix(m[1], "http://127.0.0.1:") {
+		t.Fatalf("the daemon did not log a loopback profiles address: %v", m)
+	}
+	resp, err := http.Get(m[1] + "heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b := make([]byte, 64)
+	n, _ := resp.Body.Read(b)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b[:n]), "heap profile") {
+		t.Errorf("GET heap: %s %q", resp.Status, b[:n])
+	}
+}
