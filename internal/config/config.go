@@ -44,6 +44,7 @@ type Config struct {
 	// Checkpoint configures container checkpointing (CRIU).
 	Checkpoint Checkpoint `toml:"checkpoint" json:"checkpoint"`
 	Metrics    Metrics    `toml:"metrics" json:"metrics"`
+	Tracing    Tracing    `toml:"tracing" json:"tracing"`
 	Debug      Debug      `toml:"debug" json:"debug"`
 	// ShutdownTimeout bounds how long in-flight calls may take to finish
 	// after SIGTERM before the server is stopped hard.
@@ -118,6 +119,21 @@ type Metrics struct {
 	// Address is host:port where /metrics is served; empty serves none. A
 	// missing host (":9345") means loopback.
 	Address string `toml:"address" json:"address"`
+}
+
+// Tracing configures OpenTelemetry traces.
+type Tracing struct {
+	// Endpoint is the OTLP/gRPC collector (host:port); empty leaves it to
+	// OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, and with neither there is no
+	// tracing.
+	Endpoint string `toml:"endpoint" json:"endpoint"`
+	// Insecure sends spans without TLS.
+	Insecure bool `toml:"insecure" json:"insecure"`
+	// SamplingRatio samples traces that start in berth (a caller's
+	// sampling decision is followed); OTEL_TRACES_SAMPLER overrides it.
+	SamplingRatio float64 `toml:"sampling_ratio" json:"sampling_ratio"`
+	// ServiceName is the service.name of berth's spans.
+	ServiceName string `toml:"service_name" json:"service_name"`
 }
 
 // Debug configures the profiling endpoint.
@@ -268,6 +284,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Metrics.Address); err != nil {
 			errs = append(errs, fmt.Errorf("metrics.address %q: want host:port: %v", c.Metrics.Address, err))
 		}
+	}
+	if c.Tracing.SamplingRatio < 0 || c.Tracing.SamplingRatio > 1 {
+		errs = append(errs, fmt.Errorf("tracing.sampling_ratio must be within 0 and 1, got %v", c.Tracing.SamplingRatio))
 	}
 	if c.Debug.Address != "" {
 		host, _, err := net.SplitHostPort(c.Debug.Address)

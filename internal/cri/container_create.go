@@ -72,7 +72,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 			return nil, err
 		}
 	}
-	endPhase := s.metrics.Phase(metrics.PhaseImage)
+	endPhase := s.phase(ctx, metrics.PhaseImage)
 	img, err := s.images.Get(cfg.GetImage().GetImage())
 	endPhase()
 	if errdefs.IsNotFound(err) {
@@ -138,7 +138,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 			}
 		}
 	}()
-	endPhase = s.metrics.Phase(metrics.PhaseSnapshot)
+	endPhase = s.phase(ctx, metrics.PhaseSnapshot)
 	err = s.images.MountRootfs(ctx, c.SnapshotKey, img.ChainID.String(), rootfs, pod.UIDs, pod.GIDs)
 	endPhase()
 	if err != nil {
@@ -153,7 +153,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if c.Config, err = proto.Marshal(cfg); err != nil {
 		return nil, fmt.Errorf("encode config: %w", err)
 	}
-	endPhase = s.metrics.Phase(metrics.PhaseSpec)
+	endPhase = s.phase(ctx, metrics.PhaseSpec)
 	ociSpec, err := spec.Build(spec.Input{
 		ID:                 c.ID,
 		Config:             cfg,
@@ -184,7 +184,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		return nil, err
 	}
 	endPhase()
-	endPhase = s.metrics.Phase(metrics.PhaseStore)
+	endPhase = s.phase(ctx, metrics.PhaseStore)
 	err = s.store.Containers.Add(c)
 	endPhase()
 	if err != nil {

@@ -50,7 +50,7 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 	}
 	started := time.Now().UTC()
 	client := s.monitors.Client(sb.MonitorSocket)
-	endPhase := s.metrics.Phase(metrics.PhaseRuntimeStart)
+	endPhase := s.phase(ctx, metrics.PhaseRuntimeStart)
 	pid, err := client.Start(ctx, c.ID, c.Bundle, monitor.StartOptions{
 		LogPath: c.LogFile, LogRoot: podLogDirectory(sb), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
 	})

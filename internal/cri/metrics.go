@@ -1,10 +1,23 @@
 package cri
 
 import (
+	"context"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-cri/berth/internal/store"
 )
+
+// phase times one phase of starting a pod or container: a sample of the
+// phase histogram, and a child span of the call's when tracing.
+func (s *Service) phase(ctx context.Context, name string) (end func()) {
+	observe := s.metrics.Phase(name)
+	_, span := s.tracer.Start(ctx, name)
+	return func() {
+		span.End()
+		observe()
+	}
+}
 
 // stateCollector computes, on each scrape, how many pods and containers
 // berth records in each state and how many pod monitors run: read from the

@@ -81,7 +81,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}()
 
 	dir := s.layout().Pod(sb.ID).Dir()
-	endPhase := s.metrics.Phase(metrics.PhaseNamespaces)
+	endPhase := s.phase(ctx, metrics.PhaseNamespaces)
 	paths, err := s.namespaces.Create(sandbox.Spec{Dir: dir, Config: cfg})
 	endPhase()
 	if err != nil {
@@ -102,7 +102,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 			return nil, err
 		}
 		start := time.Now()
-		endPhase = s.metrics.Phase(metrics.PhaseCNIAdd)
+		endPhase = s.phase(ctx, metrics.PhaseCNIAdd)
 		sb.IPs, err = s.network.Setup(ctx, podNetwork(sb, cfg))
 		endPhase()
 		s.metrics.CNI("add", time.Since(start), err)
@@ -125,7 +125,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	if err := os.MkdirAll(filepath.Dir(sb.MonitorSocket), 0o700); err != nil {
 		return nil, err
 	}
-	endPhase = s.metrics.Phase(metrics.PhaseMonitorLaunch)
+	endPhase = s.phase(ctx, metrics.PhaseMonitorLaunch)
 	pid, err := s.monitors.Launch(ctx, monitor.LaunchOptions{
 		Binary:   s.monitorBinary,
 		Socket:   sb.MonitorSocket,
@@ -144,7 +144,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}()
 	sb.MonitorPid = pid
 	sharedPID := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtime.NamespaceMode_POD
-	endPhase = s.metrics.Phase(metrics.PhasePodInit)
+	endPhase = s.phase(ctx, metrics.PhasePodInit)
 	// The monitor's PID namespace init would belong to the host's user
 	// namespace, which a container in the pod's cannot join: a pod in a user
 	// namespace that shares its PID namespace gets a pause container, which
@@ -170,7 +170,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}
 	endPhase()
 	sb.Ready = true
-	endPhase = s.metrics.Phase(metrics.PhaseStore)
+	endPhase = s.phase(ctx, metrics.PhaseStore)
 	err = s.store.Sandboxes.Add(sb)
 	endPhase()
 	if err != nil {
@@ -203,7 +203,9 @@ func (s *Service) detachNetwork(ctx context.Context, sb store.Sandbox) error {
 		return fmt.Errorf("decode config of pod %s: %w", sb.ID, err)
 	}
 	start := time.Now()
+	_, span := s.tracer.Start(ctx, "cni_del")
 	err := s.network.Teardown(ctx, podNetwork(sb, &cfg))
+	span.End()
 	s.metrics.CNI("del", time.Since(start), err)
 	s.logger.DebugContext(ctx, "cni del", "id", sb.ID, "duration", time.Since(start), "error", err)
 	if err != nil {

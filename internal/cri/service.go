@@ -11,6 +11,9 @@ import (
 	"log/slog"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -65,6 +68,8 @@ type Options struct {
 	Namespaces podNamespaces
 	// Metrics receives the service's series; nil records nothing.
 	Metrics *metrics.Metrics
+	// Tracer makes the service's spans; nil makes none.
+	Tracer trace.Tracer
 }
 
 // Service serves CRI. It is safe for concurrent use.
@@ -85,6 +90,7 @@ type Service struct {
 	capBounding   uint64
 	cgroupDriver  string
 	metrics       *metrics.Metrics
+	tracer        trace.Tracer
 	network       podNetworks
 	monitors      monitors
 	namespaces    podNamespaces
@@ -118,6 +124,7 @@ func New(opts Options) *Service {
 		capBounding:   opts.CapabilityBounding,
 		cgroupDriver:  sysinfo.CgroupDriver(opts.Config.Runtime.CgroupDriver),
 		metrics:       opts.Metrics,
+		tracer:        opts.Tracer,
 		network:       opts.Network,
 		monitors:      opts.Monitors,
 		namespaces:    opts.Namespaces,
@@ -138,6 +145,9 @@ func New(opts Options) *Service {
 	// a record, and nothing else.
 	s.store.Containers.Watch(s.containerChanged)
 	s.store.Sandboxes.Watch(s.sandboxChanged)
+	if s.tracer == nil {
+		s.tracer = noop.NewTracerProvider().Tracer("")
+	}
 	if s.network == nil {
 		s.network = network.New(opts.Config.CNI.ConfDir, opts.Config.CNI.BinDirs)
 	}

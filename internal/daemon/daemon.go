@@ -28,6 +28,7 @@ import (
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
+	"github.com/berth-cri/berth/internal/tracing"
 )
 
 // imageGCInterval is how often unreferenced blobs and snapshots are
@@ -88,6 +89,22 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	}()
 
 	m := metrics.New()
+	traces, err := tracing.Setup(ctx, cfg.Tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// What is buffered goes out; a collector that is gone costs at
+		// most this long.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := traces.Shutdown(sctx); err != nil {
+			logger.Warn("flush traces", "error", err)
+		}
+	}()
+	if traces.On() {
+		logger.Info("tracing CRI calls", "endpoint", traces.Endpoint())
+	}
 	images, err := image.Open(ctx, image.Options{
 		Root:                   cfg.Root,
 		HostsDir:               cfg.Registry.ConfigPath,
@@ -97,6 +114,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		Pinned:                 []string{cfg.Image.SandboxImage},
 		Logger:                 logger,
 		Metrics:                m,
+		Tracer:                 traces.Tracer(),
 	})
 	if err != nil {
 		return err
@@ -113,7 +131,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	}
 	gate := &cri.Gate{}
 	unary, stream := cri.Interceptors(logger, gate, m)
-	server := grpc.NewServer(grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	serverOpts := append(traces.ServerOptions(), grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	server := grpc.NewServer(serverOpts...)
 	if cfg.CNI.DefaultNetwork {
 		wrote, err := network.WriteDefault(cfg.CNI.ConfDir, "")
 		if err != nil {
@@ -133,6 +152,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		OOMScoreAdjFloor:   oomFloor,
 		CapabilityBounding: capBounding,
 		Metrics:            m,
+		Tracer:             traces.Tracer(),
 	})
 	svc.Register(server)
 

@@ -13,6 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
@@ -100,6 +104,16 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, erro
 }
 
 func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (id string, retErr error) {
+	if s.opts.Tracer != nil {
+		var span trace.Span
+		ctx, span = s.opts.Tracer.Start(ctx, "image_pull", trace.WithAttributes(attribute.String("image.ref", named.String())))
+		defer func() {
+			if retErr != nil {
+				span.SetStatus(otelcodes.Error, retErr.Error())
+			}
+			span.End()
+		}()
+	}
 	ctx = namespaces.WithNamespace(ctx, namespace)
 	start := time.Now()
 	lease, err := s.leases.Create(ctx, leases.WithRandomID(), leases.WithExpiration(24*time.Hour),

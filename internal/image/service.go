@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/berth-cri/berth/internal/metrics"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -66,6 +68,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receives the pull series; nil records nothing.
 	Metrics *metrics.Metrics
+	// Tracer makes a span per pull; nil makes none.
+	Tracer trace.Tracer
 }
 
 // Service pulls, lists and removes images. Safe for concurrent use.
