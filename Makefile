@@ -12,7 +12,7 @@ RUN_FLAGS ?=
 # Where the e2e harness caches crictl, critest and Debian's busybox package.
 E2E_CACHE ?= /var/cache/berth-e2e
 
-.PHONY: all build deps run test lint unit e2e e2e-go conformance e2e-go-crun conformance-crun conformance-debian-runc e2e-kubelet clean fuzz
+.PHONY: all build deps run test lint unit e2e e2e-go conformance e2e-go-crun conformance-crun conformance-debian-runc e2e-kubelet install uninstall deb clean fuzz
 
 all: build
 
@@ -77,6 +77,20 @@ conformance-debian-runc: build bin/testbin
 e2e-kubelet: build bin/testbin
 	BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 -timeout 40m -v ./test/kubelet/
 	BERTH_E2E_HANDLER=crun BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 -timeout 10m -v ./test/kubelet/
+
+# Install like a packaged runtime: berth and berth-monitor side by side in
+# $(PREFIX)/bin, /etc/berth/config.toml (all defaults) unless one exists,
+# and the systemd unit berth.service. DESTDIR stages it elsewhere.
+PREFIX ?= /usr/local
+install: build
+	hack/install.sh "$(DESTDIR)" "$(PREFIX)/bin" /etc /etc/systemd/system
+
+uninstall:
+	hack/uninstall.sh "$(DESTDIR)" "$(PREFIX)/bin" /etc/systemd/system
+
+# The Debian package (apt install ./_output/deb/berth_*.deb).
+deb: build
+	hack/build-deb.sh _output/deb
 
 clean:
 	rm -rf bin _output

@@ -26,6 +26,7 @@ import (
 	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/sdnotify"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
 	"github.com/berth-cri/berth/internal/tracing"
@@ -225,12 +226,16 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	if ready != nil {
 		close(ready)
 	}
+	if err := sdnotify.Send("READY=1"); err != nil {
+		logger.Warn("tell systemd berth is ready", "error", err)
+	}
 
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve %s: %w", cfg.Address, err)
 	case <-ctx.Done():
 	}
+	_ = sdnotify.Send("STOPPING=1")
 	logger.Info("shutting down: finishing in-flight calls; containers keep running",
 		"timeout", cfg.ShutdownTimeout.Duration)
 	svc.EndEventStreams() // they never end by themselves
