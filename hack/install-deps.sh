@@ -9,7 +9,9 @@ set -euo pipefail
 # -race`. dpkg-dev is not needed: the e2e images use `apt-get download` and
 # dpkg-deb, both part of apt/dpkg.
 # libseccomp-dev, pkg-config: building the runc-upstream handler's runc.
-packages=(runc crun containernetworking-plugins iptables iproute2 util-linux gcc libc6-dev make git ca-certificates libseccomp-dev pkg-config)
+# systemd: systemd-analyze, which checks berth's unit (the install tests);
+# installing the package does not make it PID 1.
+packages=(runc crun containernetworking-plugins iptables iproute2 util-linux gcc libc6-dev make git ca-certificates libseccomp-dev pkg-config systemd)
 
 if [[ $(id -u) -ne 0 ]]; then
 	echo "install-deps: run as root (berth manages namespaces, mounts and cgroups)" >&2
