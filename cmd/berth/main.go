@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/berth-cri/berth/internal/check"
 	"github.com/berth-cri/berth/internal/config"
@@ -26,6 +27,9 @@ Usage:
   berth daemon [flags]       serve CRI on --address
   berth check [--config F]   check host prerequisites and say how to fix them
   berth config default       print the default config, with comments
+  berth config reload [--config F] [--state DIR]
+                             make the running daemon reload its config (as SIGHUP
+                             does) and print what changed; exit 1 if it refused
   berth version              print the version (also: berth --version)
 
 Daemon flags (they override the config file):
@@ -50,7 +54,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			stdout.Write(config.DefaultTOML())
 			return 0
 		}
-		fmt.Fprintln(stderr, "usage: berth config default")
+		if len(args) >= 1 && args[0] == "reload" {
+			return runReload(args[1:], stdout, stderr)
+		}
+		fmt.Fprintln(stderr, "usage: berth config default | berth config reload [--config F] [--state DIR]")
 		return 2
 	case "version":
 		fmt.Fprintf(stdout, "berth %s\n", version.String())
@@ -102,6 +109,12 @@ func (f daemonFlags) load(args []string) (config.Config, error) {
 	if f.fs.NArg() > 0 {
 		return config.Config{}, fmt.Errorf("unexpected arguments: %v", f.fs.Args())
 	}
+	return f.read()
+}
+
+// read builds the config from the file and the flags parsed before: at
+// start, and again at each reload (the flags given at start keep winning).
+func (f daemonFlags) read() (config.Config, error) {
 	explicit := map[string]bool{}
 	f.fs.Visit(func(fl *flag.Flag) { explicit[fl.Name] = true })
 	cfg, err := config.Load(*f.config, !explicit["config"])
@@ -141,10 +154,10 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth: %v\n", err)
 		return 2
 	}
-	daemon.RouteContainerdLogs(logger)
+	daemon.RouteContainerdLogs(logger.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := daemon.Run(ctx, cfg, logger, nil); err != nil {
+	if err := daemon.Run(ctx, daemon.Options{Config: cfg, Logger: logger, Load: f.read}); err != nil {
 		logger.Error("berth exited", "error", err)
 		return 1
 	}
@@ -167,6 +180,48 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	if !check.Print(stdout, check.Run(context.Background(), cfg)) {
 		return 1
+	}
+	return 0
+}
+
+// runReload signals the daemon serving the state directory (from the config
+// file, or --state) to reload, and reports the result it writes.
+func runReload(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("berth config reload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", config.DefaultPath, "config file (TOML) naming the daemon's state directory")
+	state := fs.String("state", "", "the daemon's state directory (default: from the config file)")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the daemon's answer")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *state == "" {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+		cfg, err := config.Load(*path, !explicit)
+		if err != nil {
+			fmt.Fprintf(stderr, "berth config reload: %v\n", err)
+			return 2
+		}
+		*state = cfg.State
+	}
+	res, err := daemon.RequestReload(*state, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth config reload: %v\n", err)
+		return 1
+	}
+	if !res.OK {
+		fmt.Fprintf(stderr, "berth config reload: refused, nothing changed: %s\n", res.Error)
+		return 1
+	}
+	if len(res.Changed) == 0 && len(res.NeedsRestart) == 0 {
+		fmt.Fprintln(stdout, "config reloaded: nothing changed")
+	}
+	for _, c := range res.Changed {
+		fmt.Fprintf(stdout, "changed: %s\n", c)
+	}
+	for _, k := range res.NeedsRestart {
+		fmt.Fprintf(stdout, "needs a restart: %s\n", k)
 	}
 	return 0
 }

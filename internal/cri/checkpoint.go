@@ -62,7 +62,7 @@ func (s *Service) RestorePod(ctx context.Context, r *runtime.RestorePodRequest) 
 // checkpointable is nil when CRIU can run here, else a FailedPrecondition
 // naming the CRIU binary and why it cannot.
 func (s *Service) checkpointable(ctx context.Context) error {
-	if _, err := criu.Check(ctx, s.cfg.Checkpoint.CRIUPath); err != nil {
+	if _, err := criu.Check(ctx, s.live.Load().criuPath); err != nil {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	return nil

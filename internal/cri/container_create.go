@@ -163,7 +163,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		CgroupDriver:       s.cgroupDriver,
 		OOMScoreAdjFloor:   s.oomFloor,
 		CapabilityBounding: s.capBounding,
-		RecursiveReadOnly:  s.handlers.Features(ctx, s.handlerOf(sb)).RecursiveReadOnlyMounts,
+		RecursiveReadOnly:  s.handlerSet().Features(ctx, s.handlerOf(sb)).RecursiveReadOnlyMounts,
 		ImageVolumes:       volumes,
 		AppArmorProfiles:   sysinfo.AppArmorProfiles(),
 		SELinux:            sysinfo.SELinuxEnabled(),

@@ -131,7 +131,7 @@ func (s *Service) containerInfo(c store.Container, cfg *runtime.ContainerConfig,
 	if err != nil {
 		return "", fmt.Errorf("encode config: %w", err)
 	}
-	h := s.handlers.Default()
+	h := s.handlerSet().Default()
 	if sb, err := s.store.Sandboxes.Get(c.SandboxID); err == nil {
 		h = s.handlerOf(sb)
 	}

@@ -37,7 +37,7 @@ func (s *Service) layout() layout.State { return layout.State(s.cfg.State) }
 
 // handlerOf is the RuntimeClass handler a pod runs on.
 func (s *Service) handlerOf(sb store.Sandbox) ociruntime.Handler {
-	return s.handlers.Recorded(sb.RuntimeHandler)
+	return s.handlerSet().Recorded(sb.RuntimeHandler)
 }
 
 // exitWaiters lets StopContainer and RemoveContainer wait for the exit the

@@ -145,7 +145,7 @@ func (s *Service) detachOrphanNetwork(ctx context.Context, id, dir string) error
 	}
 	del, cancel := context.WithTimeout(ctx, orphanDetachTimeout)
 	defer cancel()
-	err = s.network.Teardown(del, podNetwork(sb, &cfg))
+	err = s.podNetwork().Teardown(del, podNetwork(sb, &cfg))
 	if errors.Is(err, network.ErrNoConfig) {
 		s.logger.Warn("half-made pod not detached from its network: no CNI config", "id", id)
 		return nil

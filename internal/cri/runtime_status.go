@@ -22,13 +22,13 @@ const reasonRuntimeMissing = "RuntimeBinaryMissing"
 // restart.
 func (s *Service) Status(ctx context.Context, r *runtime.StatusRequest) (*runtime.StatusResponse, error) {
 	runtimeCond := &runtime.RuntimeCondition{Type: runtime.RuntimeReady, Status: true}
-	def := s.handlers.Default()
+	def := s.handlerSet().Default()
 	if _, err := exec.LookPath(def.Path); err != nil {
 		runtimeCond.Status = false
 		runtimeCond.Reason = reasonRuntimeMissing
 		runtimeCond.Message = fmt.Sprintf("OCI runtime %q of the default handler %q not found in PATH; install it (apt-get install %s)", def.Path, def.Name, filepath.Base(def.Path))
 	}
-	net := s.probeNetwork()
+	net := s.live.Load().probe()
 	netCond := &runtime.RuntimeCondition{
 		Type:    runtime.NetworkReady,
 		Status:  net.Ready,
@@ -39,11 +39,11 @@ func (s *Service) Status(ctx context.Context, r *runtime.StatusRequest) (*runtim
 		Status: &runtime.RuntimeStatus{Conditions: []*runtime.RuntimeCondition{runtimeCond, netCond}},
 		// The default handler under "" (pods without a RuntimeClass), then
 		// every handler by name.
-		RuntimeHandlers: []*runtime.RuntimeHandler{runtimeHandler(ctx, s.handlers, def, "")},
+		RuntimeHandlers: []*runtime.RuntimeHandler{runtimeHandler(ctx, s.handlerSet(), def, "")},
 		Features:        &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
-	for _, h := range s.handlers.All() {
-		resp.RuntimeHandlers = append(resp.RuntimeHandlers, runtimeHandler(ctx, s.handlers, h, h.Name))
+	for _, h := range s.handlerSet().All() {
+		resp.RuntimeHandlers = append(resp.RuntimeHandlers, runtimeHandler(ctx, s.handlerSet(), h, h.Name))
 	}
 	if r.GetVerbose() {
 		info, err := s.verboseStatus(net)
@@ -73,14 +73,14 @@ func (s *Service) verboseStatus(net any) (map[string]string, error) {
 	s.mu.Unlock()
 	subscribers, cutOff := s.events.stats()
 	entries := map[string]any{
-		"config":  s.cfg,
+		"config":  s.live.Load().cfg,
 		"network": net,
 		// GetContainerEvents: subscribers now, and those cut off so far for
 		// falling behind (each then relists).
 		"containerEvents": map[string]any{"subscribers": subscribers, "cut_off": cutOff},
 		"runtime": map[string]any{
-			"default_handler": s.handlers.Default().Name,
-			"handlers":        s.handlers.All(),
+			"default_handler": s.handlerSet().Default().Name,
+			"handlers":        s.handlerSet().All(),
 			"cgroup_driver":   sysinfo.CgroupDriver(s.cfg.Runtime.CgroupDriver),
 			"cgroup_version":  cgroupVersion,
 			"pod_cidr":        podCIDR,

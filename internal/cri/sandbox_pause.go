@@ -174,7 +174,7 @@ func (s *Service) removePauseContainer(ctx context.Context, sb store.Sandbox) er
 	// handler.
 	runtimes := []ociruntime.Handler{s.handlerOf(sb)}
 	if sb.MonitorSocket == "" {
-		runtimes = s.handlers.All()
+		runtimes = s.handlerSet().All()
 	}
 	for _, h := range runtimes {
 		_ = h.Runc().Delete(ctx, sb.ID, &runc.DeleteOpts{Force: true})

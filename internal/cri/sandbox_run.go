@@ -39,7 +39,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	// whatever the caller does meanwhile (a retry meets the reserved name).
 	ctx, cancel := detach(ctx, opTimeout)
 	defer cancel()
-	handler, err := s.handlers.Get(r.GetRuntimeHandler())
+	handler, err := s.handlerSet().Get(r.GetRuntimeHandler())
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	}
 	if userns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions(); userns != nil && userns.GetMode() == runtime.NamespaceMode_POD {
 		const field = "config.linux.security_context.namespace_options.userns_options"
-		if !s.handlers.Features(ctx, handler).UserNamespaces {
+		if !s.handlerSet().Features(ctx, handler).UserNamespaces {
 			return nil, fmt.Errorf("%s: runtime handler %q cannot run a pod in a user namespace (its runtime makes no idmapped mounts): %w", field, handler.Name, errdefs.ErrFailedPrecondition)
 		}
 		if sn := s.images.SnapshotterName(); !image.CanIDMap(sn) {
@@ -103,7 +103,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		}
 		start := time.Now()
 		endPhase = s.phase(ctx, metrics.PhaseCNIAdd)
-		sb.IPs, err = s.network.Setup(ctx, podNetwork(sb, cfg))
+		sb.IPs, err = s.podNetwork().Setup(ctx, podNetwork(sb, cfg))
 		endPhase()
 		s.metrics.CNI("add", time.Since(start), err)
 		s.logger.DebugContext(ctx, "cni add", "id", sb.ID, "duration", time.Since(start), "error", err)
@@ -115,7 +115,7 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 			if retErr != nil {
 				ctx, cancel := cleanupContext(ctx)
 				defer cancel()
-				if err := s.network.Teardown(ctx, podNetwork(sb, cfg)); err != nil {
+				if err := s.podNetwork().Teardown(ctx, podNetwork(sb, cfg)); err != nil {
 					s.logger.Error("detach failed pod from its network", "id", sb.ID, "error", err)
 				}
 			}
@@ -204,7 +204,7 @@ func (s *Service) detachNetwork(ctx context.Context, sb store.Sandbox) error {
 	}
 	start := time.Now()
 	_, span := s.tracer.Start(ctx, "cni_del")
-	err := s.network.Teardown(ctx, podNetwork(sb, &cfg))
+	err := s.podNetwork().Teardown(ctx, podNetwork(sb, &cfg))
 	span.End()
 	s.metrics.CNI("del", time.Since(start), err)
 	s.logger.DebugContext(ctx, "cni del", "id", sb.ID, "duration", time.Since(start), "error", err)

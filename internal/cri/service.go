@@ -10,6 +10,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -25,8 +26,6 @@ import (
 	"github.com/berth-cri/berth/internal/keylock"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/netconf"
-	"github.com/berth-cri/berth/internal/network"
-	"github.com/berth-cri/berth/internal/ociruntime"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
@@ -81,17 +80,17 @@ type Service struct {
 	store         *store.Store
 	images        images
 	logger        *slog.Logger
-	handlers      *ociruntime.Set
-	cdiMu         sync.Mutex // one refresh and injection at a time
+	live          atomic.Pointer[liveConfig] // what a config reload changes (reload.go)
+	cdiMu         sync.Mutex                 // one refresh and injection at a time
 	cdi           *cdi.Cache
-	probeNetwork  func() netconf.Result
+	fakeProbe     func() netconf.Result // Options.ProbeNetwork (tests)
 	monitorBinary string
 	oomFloor      *int
 	capBounding   uint64
 	cgroupDriver  string
 	metrics       *metrics.Metrics
 	tracer        trace.Tracer
-	network       podNetworks
+	fakeNetwork   podNetworks // Options.Network (tests)
 	monitors      monitors
 	namespaces    podNamespaces
 	stats         *stats.Reader
@@ -116,16 +115,15 @@ func New(opts Options) *Service {
 		store:         opts.Store,
 		images:        opts.Images,
 		logger:        opts.Logger,
-		handlers:      ociruntime.NewSet(context.Background(), opts.Config.Runtime, opts.Config.State),
 		cdi:           newCDICache(opts.Config.CDI.SpecDirs),
-		probeNetwork:  opts.ProbeNetwork,
+		fakeProbe:     opts.ProbeNetwork,
 		monitorBinary: opts.MonitorBinary,
 		oomFloor:      opts.OOMScoreAdjFloor,
 		capBounding:   opts.CapabilityBounding,
 		cgroupDriver:  sysinfo.CgroupDriver(opts.Config.Runtime.CgroupDriver),
 		metrics:       opts.Metrics,
 		tracer:        opts.Tracer,
-		network:       opts.Network,
+		fakeNetwork:   opts.Network,
 		monitors:      opts.Monitors,
 		namespaces:    opts.Namespaces,
 		stats:         stats.NewReader(),
@@ -135,12 +133,7 @@ func New(opts Options) *Service {
 	if err := s.metrics.Register(stateCollector{s}); err != nil {
 		s.logger.Error("register state metrics", "error", err)
 	}
-	for _, h := range s.handlers.All() {
-		if h.Replaced != "" {
-			s.logger.Info("handler runs its userns_path runtime: the one at path cannot run pods in user namespaces",
-				"handler", h.Name, "runtime", h.Path, "instead_of", h.Replaced)
-		}
-	}
+	s.live.Store(s.newLiveConfig(opts.Config))
 	// Events come from where state is recorded: every durable change of
 	// a record, and nothing else.
 	s.store.Containers.Watch(s.containerChanged)
@@ -148,17 +141,11 @@ func New(opts Options) *Service {
 	if s.tracer == nil {
 		s.tracer = noop.NewTracerProvider().Tracer("")
 	}
-	if s.network == nil {
-		s.network = network.New(opts.Config.CNI.ConfDir, opts.Config.CNI.BinDirs)
-	}
 	if s.monitors == nil {
 		s.monitors = realMonitors{}
 	}
 	if s.namespaces == nil {
 		s.namespaces = realNamespaces{}
-	}
-	if s.probeNetwork == nil {
-		s.probeNetwork = func() netconf.Result { return netconf.Probe(s.cfg.CNI.ConfDir, s.cfg.CNI.BinDirs) }
 	}
 	return s
 }

@@ -14,12 +14,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"k8s.io/cri-streaming/pkg/streaming"
 
+	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/cri"
 	"github.com/berth-cri/berth/internal/image"
@@ -36,11 +38,23 @@ import (
 // collected besides right after each image removal.
 const imageGCInterval = 10 * time.Minute
 
+// Options are what Run serves with.
+type Options struct {
+	Config config.Config
+	Logger *Logger
+	// Load reads the config again (the file, then the flags given at
+	// start) for a reload on SIGHUP; nil: no reloads.
+	Load func() (config.Config, error)
+	// Ready, when not nil, is closed once recovery has finished and calls
+	// are being served.
+	Ready chan<- struct{}
+}
+
 // Run serves CRI until ctx is cancelled, then stops accepting calls, lets
 // in-flight calls finish (up to cfg.ShutdownTimeout), closes the database and
-// returns. ready, when not nil, is closed once recovery has finished and
-// calls are being served.
-func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- struct{}) (retErr error) {
+// returns.
+func Run(ctx context.Context, o Options) (retErr error) {
+	cfg, logger, ready := o.Config, o.Logger.Logger, o.Ready
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -157,21 +171,19 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	})
 	svc.Register(server)
 
-	if cfg.Metrics.Address != "" {
-		addr, stop, err := serveHTTP(metricsAddress(cfg.Metrics.Address), metricsMux(m))
+	metricsEndpoint := &endpoint{name: "metrics", handler: func() http.Handler { return metricsMux(m) }, logger: o.Logger}
+	debugEndpoint := &endpoint{name: "profiles", handler: pprofMux, logger: o.Logger}
+	for _, e := range []struct {
+		ep   *endpoint
+		key  string
+		addr string
+	}{{metricsEndpoint, "metrics.address", metricsAddress(cfg.Metrics.Address)}, {debugEndpoint, "debug.address", cfg.Debug.Address}} {
+		p, err := e.ep.prepare(e.addr)
 		if err != nil {
-			return fmt.Errorf("metrics.address: %w", err)
+			return fmt.Errorf("%s: %w", e.key, err)
 		}
-		defer stop()
-		logger.Info("serving metrics", "address", "http://"+addr+"/metrics")
-	}
-	if cfg.Debug.Address != "" {
-		addr, stop, err := serveHTTP(cfg.Debug.Address, pprofMux())
-		if err != nil {
-			return fmt.Errorf("debug.address: %w", err)
-		}
-		defer stop()
-		logger.Info("serving profiles", "address", "http://"+addr+"/debug/pprof/")
+		e.ep.commit(p)
+		defer e.ep.close()
 	}
 
 	streamLis, err := net.Listen("tcp", cfg.Stream.Address)
@@ -229,6 +241,18 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	if err := sdnotify.Send("READY=1"); err != nil {
 		logger.Warn("tell systemd berth is ready", "error", err)
 	}
+	_ = os.Remove(ReloadResultFile(cfg.State)) // a previous daemon's generations
+	if o.Load != nil {
+		r := &reloader{cfg: cfg, load: o.Load, logger: o.Logger, svc: svc, images: images,
+			metrics: metricsEndpoint, debug: debugEndpoint, state: cfg.State}
+		stopReloads := make(chan struct{})
+		defer close(stopReloads)
+		go r.watch(stopReloads)
+	}
+	if err := atomicfile.Write(PidFile(cfg.State), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	defer os.Remove(PidFile(cfg.State))
 
 	select {
 	case err := <-serveErr:

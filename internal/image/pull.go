@@ -137,13 +137,14 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 	progress.touch()
 	pulled := s.opts.Metrics.PullStarted()
 	defer func() { pulled(progress.fetched.Load(), progress.present.Load(), failureReason(retErr)) }()
-	if s.opts.ProgressTimeout > 0 {
-		go progress.watch(ctx, s.opts.ProgressTimeout, cancel)
+	settings := s.pullSettings.Load()
+	if settings.ProgressTimeout > 0 {
+		go progress.watch(ctx, settings.ProgressTimeout, cancel)
 	}
 
 	hostOpts := config.HostOptions{Credentials: auth.credentials}
-	if s.opts.HostsDir != "" {
-		hostOpts.HostDir = config.HostDirFromRoot(s.opts.HostsDir)
+	if settings.HostsDir != "" {
+		hostOpts.HostDir = config.HostDirFromRoot(settings.HostsDir)
 	}
 	if !auth.empty() && auth.RegistryToken != "" {
 		hostOpts.AuthorizerOpts = []docker.AuthorizerOpt{docker.WithAuthHeader(http.Header{
@@ -178,7 +179,7 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 		return "", fmt.Errorf("distribution source label: %w", err)
 	}
 	handler := images.Handlers(remotes.FetchHandler(progress, fetcher), children, source)
-	limiter := semaphore.NewWeighted(int64(s.opts.MaxConcurrentDownloads))
+	limiter := semaphore.NewWeighted(int64(settings.MaxConcurrentDownloads))
 	dispatchErr := images.Dispatch(ctx, unpacker.Unpack(handler), limiter, desc)
 	_, unpackErr := unpacker.Wait()
 	if err := errors.Join(dispatchErr, unpackErr); err != nil {
@@ -230,7 +231,7 @@ var errStalled = errors.New("no progress")
 // unreachable registry, or a corrupt blob.
 func (s *Service) pullError(ctx context.Context, named reference.Named, err error) error {
 	if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
-		return fmt.Errorf("pull %s: no bytes received for %s, aborted: %w", named, s.opts.ProgressTimeout, errdefs.ErrAborted)
+		return fmt.Errorf("pull %s: no bytes received for %s, aborted: %w", named, s.pullSettings.Load().ProgressTimeout, errdefs.ErrAborted)
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("pull %s: %w", named, ctxErr)

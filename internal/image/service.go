@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -74,21 +75,38 @@ type Options struct {
 
 // Service pulls, lists and removes images. Safe for concurrent use.
 type Service struct {
-	opts     Options
-	bolt     *bolt.DB
-	db       *metadata.DB
-	content  content.Store
-	snapshot snapshots.Snapshotter
-	records  images.Store
-	leases   leases.Manager
-	applier  diff.Applier
-	platform platforms.MatchComparer
-	index    *index
-	pulls    pullGroup
+	opts         Options
+	pullSettings atomic.Pointer[PullSettings] // a config reload changes them
+	bolt         *bolt.DB
+	db           *metadata.DB
+	content      content.Store
+	snapshot     snapshots.Snapshotter
+	records      images.Store
+	leases       leases.Manager
+	applier      diff.Applier
+	platform     platforms.MatchComparer
+	index        *index
+	pulls        pullGroup
 
 	// mu serialises changes to the stored references (registering a pull,
 	// removing an image) so the index and the records never disagree.
 	mu sync.Mutex
+}
+
+// PullSettings are the pull options a config reload changes; a pull uses
+// the ones in force when it starts.
+type PullSettings struct {
+	HostsDir               string
+	MaxConcurrentDownloads int
+	ProgressTimeout        time.Duration
+}
+
+// SetPullSettings applies new pull options to pulls that start from now.
+func (s *Service) SetPullSettings(p PullSettings) {
+	if p.MaxConcurrentDownloads <= 0 {
+		p.MaxConcurrentDownloads = 3
+	}
+	s.pullSettings.Store(&p)
 }
 
 // Open opens (creating if needed) the image stores under opts.Root,
@@ -164,6 +182,7 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 		index:    newIndex(opts.Pinned),
 		pulls:    pullGroup{calls: map[string]*pullCall{}},
 	}
+	s.pullSettings.Store(&PullSettings{HostsDir: opts.HostsDir, MaxConcurrentDownloads: opts.MaxConcurrentDownloads, ProgressTimeout: opts.ProgressTimeout})
 	s.applier = apply.NewFileSystemApplier(s.content)
 	if err := s.recover(ctx); err != nil {
 		s.Close()

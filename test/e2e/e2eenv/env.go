@@ -135,14 +135,15 @@ type DaemonOptions struct {
 
 // Daemon is a running berth process.
 type Daemon struct {
-	Socket  string
-	Root    string
-	State   string
-	Config  string
-	LogPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
+	Socket     string
+	Root       string
+	State      string
+	Config     string
+	LogPath    string
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	waitErr    error
+	nextBinary string // for the next Restart, when set
 }
 
 // DefaultHandler is the RuntimeClass handler tests run berth's pods on by
@@ -284,8 +285,15 @@ func (d *Daemon) Restart(ctx context.Context) error {
 			return err
 		}
 	}
-	return d.start(ctx, d.cmd.Path)
+	bin := d.cmd.Path
+	if d.nextBinary != "" {
+		bin, d.nextBinary = d.nextBinary, ""
+	}
+	return d.start(ctx, bin)
 }
+
+// SetBinary makes the next Restart run binary: an upgrade in place.
+func (d *Daemon) SetBinary(binary string) { d.nextBinary = binary }
 
 // Stop sends SIGTERM and waits for the daemon to exit; a non-zero exit is an
 // error.
