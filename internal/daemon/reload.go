@@ -47,7 +47,7 @@ func PidFile(state string) string { return filepath.Join(state, "berth.pid") }
 var restartOnly = []string{
 	"address", "root", "state", "image.snapshotter", "image.sandbox_image",
 	"runtime.monitor_path", "runtime.cgroup_driver", "runtime.pause_container",
-	"cni.default_network", "streaming.", "cdi.", "tracing.",
+	"cni.default_network", "streaming.", "cdi.", "tracing.", "shutdown_timeout",
 }
 
 func needsRestart(key string) bool {
@@ -136,6 +136,7 @@ func (r *reloader) apply(next config.Config, res *ReloadResult) error {
 	live.Image.Snapshotter, live.Image.SandboxImage = applied.Image.Snapshotter, applied.Image.SandboxImage
 	live.Runtime.MonitorPath, live.Runtime.CgroupDriver, live.Runtime.PauseContainer = applied.Runtime.MonitorPath, applied.Runtime.CgroupDriver, applied.Runtime.PauseContainer
 	live.CNI.DefaultNetwork, live.Stream, live.CDI, live.Tracing = applied.CNI.DefaultNetwork, applied.Stream, applied.CDI, applied.Tracing
+	live.ShutdownTimeout = applied.ShutdownTimeout
 
 	// Fallible first: new listeners.
 	metricsNext, err := r.metrics.prepare(metricsAddress(live.Metrics.Address))

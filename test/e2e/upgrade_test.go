@@ -27,6 +27,9 @@ func previousBerth(t *testing.T, rev string) string {
 	if _, err := os.Stat(filepath.Join(dir, "berth-monitor")); err == nil {
 		return dir
 	}
+	if out, err := exec.Command("git", "-C", repoRoot(t), "cat-file", "-e", rev+"^{commit}").CombinedOutput(); err != nil {
+		t.Fatalf("this checkout lacks commit %s (a shallow clone?): the upgrade test builds the previous release from the history: %v %s", rev, err, out)
+	}
 	src := t.TempDir()
 	archive := exec.Command("sh", "-c", fmt.Sprintf("git -C %q archive %s | tar -x -C %q", repoRoot(t), rev, src))
 	if out, err := archive.CombinedOutput(); err != nil {
