@@ -77,6 +77,7 @@ type Options struct {
 type Service struct {
 	opts         Options
 	pullSettings atomic.Pointer[PullSettings] // a config reload changes them
+	storage      storageCache
 	bolt         *bolt.DB
 	db           *metadata.DB
 	content      content.Store

@@ -125,6 +125,19 @@ func TestMetrics(t *testing.T) {
 	if fetched, _ := s.value("berth_image_pull_bytes_total", map[string]string{"source": "fetched"}); fetched < 1<<20 {
 		t.Errorf("pull bytes fetched %v, want busybox's image (over 1 MiB)", fetched)
 	}
+	// The stores: busybox's content and layers, the container's writable
+	// layer, the databases; none of it unreferenced (an image, a container
+	// hold it all).
+	for _, store := range []string{"content", "snapshots", "database"} {
+		if v, ok := s.value("berth_storage_bytes", map[string]string{"store": store}); !ok || v <= 0 {
+			t.Errorf("berth_storage_bytes{store=%s} = %v (present %v), want > 0", store, v, ok)
+		}
+	}
+	for _, store := range []string{"content", "snapshots"} {
+		if v, ok := s.value("berth_storage_unreferenced_bytes", map[string]string{"store": store}); !ok || v != 0 {
+			t.Errorf("berth_storage_unreferenced_bytes{store=%s} = %v (present %v), want 0: everything is held", store, v, ok)
+		}
+	}
 	for _, name := range []string{"berth_recovery_duration_seconds", "go_goroutines", "process_resident_memory_bytes"} {
 		if _, ok := s[name]; !ok {
 			t.Errorf("%s missing", name)
