@@ -3,6 +3,7 @@ package benchenv
 import (
 	"context"
 	"path/filepath"
+	"strings"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
@@ -17,8 +18,9 @@ type Env struct {
 	Berth      *e2eenv.Daemon
 }
 
-// StartBerth builds that environment under work.
-func StartBerth(ctx context.Context, work, berthBin, testbin, cache string) (*Env, error) {
+// StartBerth builds that environment under work; extraConfig is appended
+// to berth's config (other tables).
+func StartBerth(ctx context.Context, work, berthBin, testbin, cache string, extraConfig ...string) (*Env, error) {
 	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
 	if err != nil {
 		return nil, err
@@ -30,7 +32,7 @@ func StartBerth(ctx context.Context, work, berthBin, testbin, cache string) (*En
 	}
 	d, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
 		Binary: berthBin, Dir: filepath.Join(work, "berth"), RegistryConfigPath: reg.HostsDir,
-		CNIConfDir: netd, CNIBinDirs: []string{"/usr/lib/cni"},
+		CNIConfDir: netd, CNIBinDirs: []string{"/usr/lib/cni"}, ExtraConfig: strings.Join(extraConfig, "\n"),
 	})
 	if err != nil {
 		reg.Close()

@@ -43,25 +43,44 @@ func main() {
 	cache := flag.String("cache", "/var/cache/berth-e2e", "e2e cache (busybox package)")
 	iterations := flag.Int("iterations", 20, "pods per runtime")
 	parallel := flag.Int("parallel", 100, "pods started at once per runtime for the wall-time figure (0: skip)")
+	observe := flag.Bool("observe", false, "run berth with metrics (scraped every second) and tracing (to a collector in this process) on")
 	flag.Parse()
-	if err := run(*berth, *testbin, *containerd, *cache, *iterations, *parallel); err != nil {
+	if err := run(*berth, *testbin, *containerd, *cache, *iterations, *parallel, *observe); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/podlifecycle:", err)
 		os.Exit(1)
 	}
 }
 
-func run(berthBin, testbin, containerdBin, cache string, iterations, parallel int) error {
+func run(berthBin, testbin, containerdBin, cache string, iterations, parallel int, observe bool) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "berth-bench-pods-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	env, err := benchenv.StartBerth(ctx, work, berthBin, testbin, cache)
+	var extra []string
+	var sink *e2eenv.OTLPReceiver
+	if observe {
+		if sink, err = e2eenv.StartOTLPReceiver(); err != nil {
+			return err
+		}
+		defer sink.Close()
+		extra = append(extra, "[metrics]\naddress = \"127.0.0.1:0\"\n", fmt.Sprintf("[tracing]\nendpoint = %q\ninsecure = true\n", sink.Addr))
+	}
+	env, err := benchenv.StartBerth(ctx, work, berthBin, testbin, cache, extra...)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
+	if observe {
+		_, stop, err := benchenv.ScrapeEverySecond(env.Berth)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			fmt.Printf("observed: berth's /metrics scraped %d times, %d spans received (batched: the last ones at exit)\n", stop(), len(sink.Spans()))
+		}()
+	}
 	bd, hosts, netd := env.Berth, env.Registry.HostsDir, env.CNIConfDir
 	cd, err := benchenv.StartContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), hosts, netd)
 	if err != nil {

@@ -2,61 +2,28 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
-	"sync"
 	"testing"
 
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
-// otlpReceiver is an OTLP/gRPC trace collector in the test: it keeps every
-// span it is sent.
-type otlpReceiver struct {
-	coltracepb.UnimplementedTraceServiceServer
-	mu    sync.Mutex
-	spans []*tracepb.Span
-}
-
-func (r *otlpReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rs := range req.ResourceSpans {
-		for _, ss := range rs.ScopeSpans {
-			r.spans = append(r.spans, ss.Spans...)
-		}
-	}
-	return &coltracepb.ExportTraceServiceResponse{}, nil
-}
-
-func startOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &otlpReceiver{}
-	srv := grpc.NewServer()
-	coltracepb.RegisterTraceServiceServer(srv, r)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return r, lis.Addr().String()
-}
-
 // TestTracing: with tracing.endpoint set, each CRI call is a span that
 // continues the caller's trace (W3C traceparent in the gRPC metadata, as
 // kubelet sends it), with a child span per pod start phase and per pull.
 // A graceful stop flushes them to the collector.
 func TestTracing(t *testing.T) {
-	recv, addr := startOTLPReceiver(t)
+	recv, err := e2eenv.StartOTLPReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
+	addr := recv.Addr
 	const extra = "registry.k8s.io/e2e-test-images/httpd:2.4.39-4"
 	p := newPodEnvOpts(t, e2eenv.DaemonOptions{ExtraConfig: fmt.Sprintf("[tracing]\nendpoint = %q\ninsecure = true\n", addr)}, extra)
 	traceID, callerSpan := make([]byte, 16), make([]byte, 8)
@@ -90,9 +57,7 @@ func TestTracing(t *testing.T) {
 	}
 	p.restart(t) // for the cleanups
 
-	recv.mu.Lock()
-	spans := recv.spans
-	recv.mu.Unlock()
+	spans := recv.Spans()
 	calls := map[string]*tracepb.Span{}
 	children := map[string][]string{}
 	for _, s := range spans {
