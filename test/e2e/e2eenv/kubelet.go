@@ -37,26 +37,11 @@ func EnsureKubelet(ctx context.Context, cache string) (string, error) {
 // ./staging/src/k8s.io/*, which the module zip lacks: those replaces are
 // dropped and the published versions required instead.
 func buildKubelet(ctx context.Context, cache, out string) error {
-	dl := exec.CommandContext(ctx, "go", "mod", "download", "-json", "k8s.io/kubernetes@"+KubeletVersion)
-	dl.Dir = cache
-	raw, err := dl.Output()
-	if err != nil {
-		return fmt.Errorf("go mod download k8s.io/kubernetes: %w", err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(raw, &mod); err != nil || mod.Dir == "" {
-		return fmt.Errorf("go mod download k8s.io/kubernetes: no module dir in %s", raw)
-	}
-	src, err := os.MkdirTemp(cache, "kubernetes-src-")
+	src, err := writableModule(ctx, cache, "k8s.io/kubernetes@"+KubeletVersion)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(src)
-	for _, args := range [][]string{{"cp", "-r", mod.Dir + "/.", src}, {"chmod", "-R", "u+w", src}} {
-		if b, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, b)
-		}
-	}
 	// Neither workspace nor vendor mode: the module graph decides.
 	for _, f := range []string{"go.work", "go.work.sum", "vendor"} {
 		if err := os.RemoveAll(filepath.Join(src, f)); err != nil {

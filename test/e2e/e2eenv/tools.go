@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // CriToolsVersion is the cri-tools release whose crictl and critest berth is
@@ -57,27 +58,11 @@ func EnsureCritest(ctx context.Context, cache string) (string, error) {
 // buildCritest compiles cmd/critest from a writable copy of the cri-tools
 // module: the module cache is read-only and `go test -c` needs a main module.
 func buildCritest(ctx context.Context, cache, out string) error {
-	dl := exec.CommandContext(ctx, "go", "mod", "download", "-json", "sigs.k8s.io/cri-tools@"+CriToolsVersion)
-	dl.Dir = cache
-	raw, err := dl.Output()
-	if err != nil {
-		return fmt.Errorf("go mod download cri-tools: %w", err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(raw, &mod); err != nil || mod.Dir == "" {
-		return fmt.Errorf("go mod download cri-tools: no module dir in %s", raw)
-	}
-	src, err := os.MkdirTemp(cache, "cri-tools-src-")
+	src, err := writableModule(ctx, cache, "sigs.k8s.io/cri-tools@"+CriToolsVersion)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(src)
-	if out, err := exec.CommandContext(ctx, "cp", "-r", mod.Dir+"/.", src).CombinedOutput(); err != nil {
-		return fmt.Errorf("copy cri-tools: %v: %s", err, out)
-	}
-	if out, err := exec.CommandContext(ctx, "chmod", "-R", "u+w", src).CombinedOutput(); err != nil {
-		return fmt.Errorf("chmod cri-tools copy: %v: %s", err, out)
-	}
 	tmp := out + ".tmp"
 	build := exec.CommandContext(ctx, "go", "test", "-c", "-o", tmp, "./cmd/critest")
 	build.Dir = src
@@ -86,4 +71,32 @@ func buildCritest(ctx context.Context, cache, out string) error {
 		return fmt.Errorf("go test -c ./cmd/critest: %v\n%s", err, b)
 	}
 	return os.Rename(tmp, out)
+}
+
+// writableModule downloads module@version from the module proxy and copies
+// it into a new directory under cache that the caller owns (and removes):
+// the module cache is read-only, and building a module's own commands needs
+// it as the main module.
+func writableModule(ctx context.Context, cache, moduleAtVersion string) (string, error) {
+	dl := exec.CommandContext(ctx, "go", "mod", "download", "-json", moduleAtVersion)
+	dl.Dir = cache
+	raw, err := dl.Output()
+	if err != nil {
+		return "", fmt.Errorf("go mod download %s: %w", moduleAtVersion, err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(raw, &mod); err != nil || mod.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: no module dir in %s", moduleAtVersion, raw)
+	}
+	src, err := os.MkdirTemp(cache, "module-src-")
+	if err != nil {
+		return "", err
+	}
+	for _, args := range [][]string{{"cp", "-r", mod.Dir + "/.", src}, {"chmod", "-R", "u+w", src}} {
+		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+			os.RemoveAll(src)
+			return "", fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return src, nil
 }
