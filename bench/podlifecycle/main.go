@@ -44,21 +44,22 @@ func main() {
 	iterations := flag.Int("iterations", 20, "pods per runtime")
 	parallel := flag.Int("parallel", 100, "pods started at once per runtime for the wall-time figure (0: skip)")
 	observe := flag.Bool("observe", false, "run berth with metrics (scraped every second) and tracing (to a collector in this process) on")
+	extraConfig := flag.String("berth-config", "", "TOML tables appended to berth's config, e.g. to compare handlers")
 	flag.Parse()
-	if err := run(*berth, *testbin, *containerd, *cache, *iterations, *parallel, *observe); err != nil {
+	if err := run(*berth, *testbin, *containerd, *cache, *iterations, *parallel, *observe, *extraConfig); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/podlifecycle:", err)
 		os.Exit(1)
 	}
 }
 
-func run(berthBin, testbin, containerdBin, cache string, iterations, parallel int, observe bool) error {
+func run(berthBin, testbin, containerdBin, cache string, iterations, parallel int, observe bool, extraConfig string) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "berth-bench-pods-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	var extra []string
+	extra := []string{extraConfig}
 	var sink *e2eenv.OTLPReceiver
 	if observe {
 		if sink, err = e2eenv.StartOTLPReceiver(); err != nil {
