@@ -193,6 +193,7 @@ func (m *monitor) serve(conn net.Conn, shutdown func()) {
 		resp.Error = err.Error()
 		resp.Kind = errorKind(err)
 	}
+	resp.Protocol = api.Protocol
 	_ = json.NewEncoder(conn).Encode(resp)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/monitor/api"
 	"github.com/berth-cri/berth/internal/network"
 	"github.com/berth-cri/berth/internal/sandbox"
 	"github.com/berth-cri/berth/internal/store"
@@ -41,6 +42,10 @@ func (s *Service) Recover(ctx context.Context) error {
 				continue
 			}
 			return fmt.Errorf("pod %s monitor: %w", sb.ID, err)
+		}
+		if v, err := client.Protocol(ctx); err == nil && v < api.Protocol {
+			s.logger.Info("pod monitor started by an older berth: driven with its protocol until the pod is removed",
+				"pod", sb.ID, "monitor_pid", sb.MonitorPid, "protocol", v, "current", api.Protocol)
 		}
 		s.reconcile(ctx, sb, client)
 		s.watch(ctx, sb.ID)

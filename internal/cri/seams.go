@@ -28,6 +28,7 @@ type monitorClient interface {
 	Delete(ctx context.Context, id string) error
 	Reopen(ctx context.Context, id, logPath, logRoot string) error
 	State(ctx context.Context) ([]api.Container, error)
+	Protocol(ctx context.Context) (int, error)
 	SettledState(ctx context.Context) ([]api.Container, error)
 	Pause(ctx context.Context) (int, error)
 	Shutdown(ctx context.Context) error

@@ -187,6 +187,16 @@ func (c Client) State(ctx context.Context) ([]api.Container, error) {
 	return resp.Containers, err
 }
 
+// Protocol is the protocol version the monitor speaks (api.Protocol for
+// one of this build; 1 for monitors that predate versioning).
+func (c Client) Protocol(ctx context.Context) (int, error) {
+	resp, err := c.call(ctx, api.Request{Op: api.OpState})
+	if err != nil {
+		return 0, err
+	}
+	return max(resp.Protocol, 1), nil
+}
+
 // SettledState is State once the starts in progress have finished (up to
 // the monitor's bound), so that every started container has its PID.
 func (c Client) SettledState(ctx context.Context) ([]api.Container, error) {

@@ -108,6 +108,11 @@ func TestUpgradeFromPreviousRelease(t *testing.T) {
 		t.Fatalf("still the old daemon (%s)", v.RuntimeVersion)
 	}
 
+	// The daemon knows the old monitor speaks protocol 1 (it predates
+	// versioning) and says so.
+	if log := d.Log(); !strings.Contains(log, "pod monitor started by an older berth") || !strings.Contains(log, "pod="+pod+" ") || !strings.Contains(log, "protocol=1 ") {
+		t.Error("the new daemon did not recognise the old monitor's protocol")
+	}
 	if st := p.status(t, running); st.State != runtime.ContainerState_CONTAINER_RUNNING {
 		t.Errorf("running container after the upgrade: %s", st.State)
 	}

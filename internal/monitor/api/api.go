@@ -14,6 +14,14 @@ import (
 	"time"
 )
 
+// Protocol is the version of this protocol the monitor speaks. Changes
+// are additive (new fields and operations; old fields keep their meaning),
+// so a daemon drives monitors an older berth started — they keep running
+// across an upgrade — and knows from the version which additions they
+// lack. 1: monitors before versioning (they report none); 2: adds
+// Response.Protocol, FrameNotRunning, Request.LogRoot, Response.Kind.
+const Protocol = 2
+
 // Operations.
 const (
 	OpStart    = "start"    // run a container (runc run --detach); Response.Pid
@@ -64,6 +72,9 @@ type Response struct {
 	AlreadyStarted bool `json:"already_started,omitempty"`
 	// Kind classifies Error for the daemon: one of the Kind* values, or "".
 	Kind string `json:"kind,omitempty"`
+	// Protocol is the monitor's protocol version (0 from a monitor of
+	// version 1, which predates it).
+	Protocol int `json:"protocol,omitempty"`
 }
 
 // Kinds of failure the daemon tells apart.
