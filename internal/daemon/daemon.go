@@ -104,21 +104,22 @@ func Run(ctx context.Context, o Options) (retErr error) {
 	}()
 
 	m := metrics.New()
-	traces, err := tracing.Setup(ctx, cfg.Tracing)
+	initial, err := tracing.Setup(ctx, cfg.Tracing)
 	if err != nil {
 		return err
 	}
+	traces := tracing.NewSwitch(initial)
 	defer func() {
 		// What is buffered goes out; a collector that is gone costs at
 		// most this long.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := traces.Shutdown(sctx); err != nil {
+		if err := traces.Current().Shutdown(sctx); err != nil {
 			logger.Warn("flush traces", "error", err)
 		}
 	}()
-	if traces.On() {
-		logger.Info("tracing CRI calls", "endpoint", traces.Endpoint())
+	if initial.On() {
+		logger.Info("tracing CRI calls", "endpoint", initial.Endpoint())
 	}
 	images, err := image.Open(ctx, image.Options{
 		Root:                   cfg.Root,
@@ -146,7 +147,7 @@ func Run(ctx context.Context, o Options) (retErr error) {
 	}
 	gate := &cri.Gate{}
 	unary, stream := cri.Interceptors(logger, gate, m)
-	serverOpts := append(traces.ServerOptions(), grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	serverOpts := []grpc.ServerOption{traces.ServerOption(), grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}
 	server := grpc.NewServer(serverOpts...)
 	if cfg.CNI.DefaultNetwork {
 		wrote, err := network.WriteDefault(cfg.CNI.ConfDir, "")
@@ -246,7 +247,7 @@ func Run(ctx context.Context, o Options) (retErr error) {
 	}
 	_ = os.Remove(ReloadResultFile(cfg.State)) // a previous daemon's generations
 	if o.Load != nil {
-		r := &reloader{cfg: cfg, load: o.Load, logger: o.Logger, svc: svc, images: images,
+		r := &reloader{cfg: cfg, load: o.Load, logger: o.Logger, svc: svc, images: images, tracing: traces,
 			metrics: metricsEndpoint, debug: debugEndpoint, state: cfg.State}
 		stopReloads := make(chan struct{})
 		defer close(stopReloads)

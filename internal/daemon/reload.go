@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/cri"
 	"github.com/berth-cri/berth/internal/image"
+	"github.com/berth-cri/berth/internal/tracing"
 )
 
 // ReloadResult is what the last config reload did, as the daemon writes it
@@ -47,7 +49,7 @@ func PidFile(state string) string { return filepath.Join(state, "berth.pid") }
 var restartOnly = []string{
 	"address", "root", "state", "image.snapshotter", "image.sandbox_image",
 	"runtime.monitor_path", "runtime.cgroup_driver", "runtime.pause_container",
-	"cni.default_network", "streaming.", "cdi.", "tracing.", "shutdown_timeout",
+	"cni.default_network", "streaming.", "cdi.", "shutdown_timeout",
 }
 
 func needsRestart(key string) bool {
@@ -69,6 +71,7 @@ type reloader struct {
 	logger  *Logger
 	svc     *cri.Service
 	images  *image.Service
+	tracing *tracing.Switch
 	metrics *endpoint
 	debug   *endpoint
 	state   string
@@ -135,7 +138,7 @@ func (r *reloader) apply(next config.Config, res *ReloadResult) error {
 	live.Address, live.Root, live.State = applied.Address, applied.Root, applied.State
 	live.Image.Snapshotter, live.Image.SandboxImage = applied.Image.Snapshotter, applied.Image.SandboxImage
 	live.Runtime.MonitorPath, live.Runtime.CgroupDriver, live.Runtime.PauseContainer = applied.Runtime.MonitorPath, applied.Runtime.CgroupDriver, applied.Runtime.PauseContainer
-	live.CNI.DefaultNetwork, live.Stream, live.CDI, live.Tracing = applied.CNI.DefaultNetwork, applied.Stream, applied.CDI, applied.Tracing
+	live.CNI.DefaultNetwork, live.Stream, live.CDI = applied.CNI.DefaultNetwork, applied.Stream, applied.CDI
 	live.ShutdownTimeout = applied.ShutdownTimeout
 
 	// Fallible first: new listeners.
@@ -147,6 +150,14 @@ func (r *reloader) apply(next config.Config, res *ReloadResult) error {
 	if err != nil {
 		metricsNext.abandon()
 		return fmt.Errorf("debug.address: %w", err)
+	}
+	var tracesNext *tracing.Tracing
+	if live.Tracing != r.cfg.Tracing {
+		if tracesNext, err = tracing.Setup(context.Background(), live.Tracing); err != nil {
+			metricsNext.abandon()
+			debugNext.abandon()
+			return fmt.Errorf("tracing: %w", err)
+		}
 	}
 	// Then every change, none of which can fail.
 	if err := r.logger.Set(live.Log.Level, live.Log.Format); err != nil {
@@ -160,6 +171,18 @@ func (r *reloader) apply(next config.Config, res *ReloadResult) error {
 	r.svc.Reconfigure(live)
 	r.metrics.commit(metricsNext)
 	r.debug.commit(debugNext)
+	if tracesNext != nil {
+		old := r.tracing.Set(tracesNext)
+		if tracesNext.On() {
+			r.logger.Info("tracing CRI calls", "endpoint", tracesNext.Endpoint())
+		}
+		// Its buffered spans go out; new calls already use the new one.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = old.Shutdown(ctx)
+		}()
+	}
 	r.cfg = live
 	return nil
 }

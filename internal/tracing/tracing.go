@@ -19,7 +19,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 
 	"github.com/berth-cri/berth/internal/config"
 	"github.com/berth-cri/berth/internal/version"
@@ -86,18 +86,18 @@ func (t *Tracing) Endpoint() string { return t.endpoint }
 // Tracer is berth's tracer.
 func (t *Tracing) Tracer() trace.Tracer { return t.provider.Tracer("github.com/berth-cri/berth") }
 
-// ServerOptions instrument the CRI server: a span per call that continues
+// serverHandler instruments the CRI server: a span per call that continues
 // the caller's trace from the W3C traceparent in the gRPC metadata (as
-// kubelet sends it). None when tracing is off.
-func (t *Tracing) ServerOptions() []grpc.ServerOption {
+// kubelet sends it). Nil when tracing is off.
+func (t *Tracing) serverHandler() stats.Handler {
 	if t.sdk == nil {
 		return nil
 	}
-	return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(
+	return otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(t.provider),
 		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
 		otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
-	))}
+	)
 }
 
 // Shutdown exports what is buffered and stops.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"google.golang.org/grpc/metadata"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
@@ -167,5 +168,38 @@ func TestConfigReload(t *testing.T) {
 	t.Logf("%d calls during 10 reloads, %d failed", calls.Load(), failed.Load())
 	if calls.Load() == 0 {
 		t.Error("no call ran during the reloads")
+	}
+}
+
+// TestTracingTurnedOnByReload: tracing.endpoint set by a reload traces the
+// calls that start afterwards, continuing the caller's trace.
+func TestTracingTurnedOnByReload(t *testing.T) {
+	recv, err := e2eenv.StartOTLPReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
+	p := newPodEnv(t)
+	editConfig(t, p.daemon, func(s string) string {
+		return s + fmt.Sprintf("\n[tracing]\nendpoint = %q\ninsecure = true\n", recv.Addr)
+	})
+	if out, ok := reload(t, p.daemon); !ok || !strings.Contains(out, "changed: tracing.endpoint") {
+		t.Fatalf("reload: %s", out)
+	}
+	traceID := "4bf92f3577b34da6a3ce929d0e0e4736"
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	if _, err := p.runtime.Version(ctx, &runtime.VersionRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.daemon.Stop(); err != nil { // flushes the spans
+		t.Fatal(err)
+	}
+	p.restart(t)
+	found := false
+	for _, s := range recv.Spans() {
+		found = found || (fmt.Sprintf("%x", s.TraceId) == traceID && s.Name == "runtime.v1.RuntimeService/Version")
+	}
+	if !found {
+		t.Errorf("no Version span in the caller's trace after tracing was turned on by a reload (%d spans)", len(recv.Spans()))
 	}
 }
