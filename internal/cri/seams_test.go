@@ -79,7 +79,7 @@ func (m *fakeMonitor) Reopen(context.Context, string, string, string) error {
 	return nil
 }
 func (m *fakeMonitor) State(context.Context) ([]api.Container, error) { return m.settled, nil }
-func (m *fakeMonitor) Protocol(context.Context) (int, error) { return api.Protocol, nil }
+func (m *fakeMonitor) Protocol(context.Context) (int, error)          { return api.Protocol, nil }
 func (m *fakeMonitor) SettledState(context.Context) ([]api.Container, error) {
 	m.called("settle")
 	return m.settled, nil

@@ -29,7 +29,7 @@ func TestConfigDiffNamesKeysAndRestartOnes(t *testing.T) {
 		}
 	}
 	for key, want := range map[string]bool{
-		"root": true, "streaming.address": true, "tracing.endpoint": true, "image.snapshotter": true,
+		"root": true, "streaming.address": true, "shutdown_timeout": true, "image.snapshotter": true, "tracing.endpoint": false,
 		"log.level": false, "runtime.handlers.kata.path": false, "registry.config_path": false, "metrics.address": false,
 	} {
 		if needsRestart(key) != want {
