@@ -13,7 +13,7 @@ import (
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
-// upgradeFrom is the release the upgrade test starts from: cd6599a, the
+// upgradeFrom is the release the upgrade test starts from: v0.1.0 (cd6599a), the
 // end of wave 1 (the state every issue of wave 2 measured against). A new
 // berth must take over its pods, containers and monitors.
 const upgradeFrom = "cd6599aa75501da5ee2134b3e0f4aa50f17d487e"
