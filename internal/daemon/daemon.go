@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -55,6 +57,12 @@ type Options struct {
 // returns.
 func Run(ctx context.Context, o Options) (retErr error) {
 	cfg, logger, ready := o.Config, o.Logger.Logger, o.Ready
+	// SIGHUP asks for a reload; until the daemon can reload (after
+	// recovery) one waits here rather than ending the process, as the
+	// signal's default would.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid config: %w", err)
 	}
@@ -251,7 +259,7 @@ func Run(ctx context.Context, o Options) (retErr error) {
 			metrics: metricsEndpoint, debug: debugEndpoint, state: cfg.State}
 		stopReloads := make(chan struct{})
 		defer close(stopReloads)
-		go r.watch(stopReloads)
+		go r.watch(hup, stopReloads)
 	}
 	if err := atomicfile.Write(PidFile(cfg.State), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return fmt.Errorf("pid file: %w", err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -78,11 +77,8 @@ type reloader struct {
 	gen     uint64
 }
 
-// watch reloads on every SIGHUP until stop is closed.
-func (r *reloader) watch(stop <-chan struct{}) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// watch reloads on every SIGHUP received on hup until stop is closed.
+func (r *reloader) watch(hup <-chan os.Signal, stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
