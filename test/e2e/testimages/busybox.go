@@ -8,17 +8,29 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // ExtractBusybox returns a directory holding Debian's busybox package
 // unpacked. The .deb is fetched with `apt-get download` into cacheDir once;
 // later runs reuse it. Debian's dynamic busybox, not busybox-static, is what
 // the tests need: the static one runs applets inside its own shell, so masking
-// /bin/ls would not hide ls.
+// /bin/ls would not hide ls. Test processes run it at once (go test runs
+// packages in parallel): an exclusive lock on the cache serializes the
+// first download and extraction.
 func ExtractBusybox(ctx context.Context, cacheDir string) (string, error) {
 	debDir := filepath.Join(cacheDir, "busybox-deb")
 	if err := os.MkdirAll(debDir, 0o755); err != nil {
 		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(debDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close() // releases the lock
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock %s: %w", debDir, err)
 	}
 	debs, _ := filepath.Glob(filepath.Join(debDir, "busybox_*.deb"))
 	if len(debs) == 0 {
