@@ -323,6 +323,11 @@ func RequestReload(state string, timeout time.Duration) (ReloadResult, error) {
 	if err != nil {
 		return ReloadResult{}, fmt.Errorf("pid file %s: %w", PidFile(state), err)
 	}
+	// A daemon killed outright leaves its pid file; the PID may be another
+	// program's by now, which must not get the signal.
+	if !isBerth(pid) {
+		return ReloadResult{}, fmt.Errorf("no berth daemon serves state directory %s (pid %d in %s is not berth: a stale file)", state, pid, PidFile(state))
+	}
 	before, _ := readReloadResult(state)
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return ReloadResult{}, fmt.Errorf("signal berth (pid %d): %w", pid, err)
@@ -337,6 +342,17 @@ func RequestReload(state string, timeout time.Duration) (ReloadResult, error) {
 		}
 		time.Sleep(20 * time.Millisecond) // the daemon answers through a file
 	}
+}
+
+// isBerth reports whether pid runs the berth daemon (its first argument
+// names a program called berth).
+func isBerth(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	argv0, _, _ := strings.Cut(string(b), "\x00")
+	return filepath.Base(argv0) == "berth"
 }
 
 func readReloadResult(state string) (ReloadResult, error) {

@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-cri/berth/internal/config"
 )
@@ -35,5 +38,21 @@ func TestConfigDiffNamesKeysAndRestartOnes(t *testing.T) {
 		if needsRestart(key) != want {
 			t.Errorf("needsRestart(%s) = %v", key, !want)
 		}
+	}
+}
+
+// TestReloadRefusesAStalePidFile: a pid file naming a process that is not
+// berth (the daemon was killed, its PID reused) gets no signal.
+func TestReloadRefusesAStalePidFile(t *testing.T) {
+	state := t.TempDir()
+	// This test binary is not berth.
+	if err := os.WriteFile(PidFile(state), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RequestReload(state, time.Second); err == nil || !strings.Contains(err.Error(), "stale") {
+		t.Errorf("RequestReload with a stale pid file: %v", err)
+	}
+	if _, err := RequestReload(t.TempDir(), time.Second); err == nil || !strings.Contains(err.Error(), "no berth daemon") {
+		t.Errorf("RequestReload without a pid file: %v", err)
 	}
 }
