@@ -49,6 +49,13 @@ state = %q
     bin_dir = "/usr/lib/cni"
     conf_dir = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, hosts, cniConfDir)
+	return runContainerd(ctx, bin, dir, socket, cfg, nil)
+}
+
+// runContainerd writes cfg as dir's config.toml, starts bin on it (env
+// added to this process's environment), its output in dir/containerd.log,
+// and waits until it serves CRI on socket.
+func runContainerd(ctx context.Context, bin, dir, socket, cfg string, env []string) (*Containerd, error) {
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -57,7 +64,9 @@ state = %q
 	if err != nil {
 		return nil, err
 	}
+	defer logf.Close()
 	cmd := exec.Command(bin, "--config", cfgPath)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start containerd: %w", err)

@@ -83,26 +83,6 @@ state = %q
   stream_server_port = "0"
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, filepath.Join(dir, "ttrpc.sock"),
 		filepath.Join(dir, "debug.sock"), hosts, runcPath, cniConfDir)
-	cfgPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(binDir, "containerd"), "--config", cfgPath)
 	// Its own shim first: Debian's containerd package ships a 1.6 one.
-	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start containerd: %w", err)
-	}
-	c := &Containerd{cmd: cmd, Socket: socket}
-	if err := c.waitServing(ctx, logf.Name()); err != nil {
-		c.Stop()
-		return nil, err
-	}
-	return c, nil
+	return runContainerd(ctx, filepath.Join(binDir, "containerd"), dir, socket, cfg, []string{"PATH=" + binDir + ":" + os.Getenv("PATH")})
 }
