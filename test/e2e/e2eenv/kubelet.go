@@ -20,16 +20,9 @@ const stagingVersion = "v0.37.2"
 // EnsureKubelet builds kubelet from the Go module proxy into <cache>/bin,
 // once per version (about 9 minutes on 2 cores), and returns its path.
 func EnsureKubelet(ctx context.Context, cache string) (string, error) {
-	bin := filepath.Join(cache, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return "", err
-	}
-	kubelet := filepath.Join(bin, "kubelet-"+KubeletVersion)
-	if _, err := os.Stat(kubelet); err == nil {
-		return kubelet, nil
-	}
-	fmt.Fprintf(os.Stderr, "e2eenv: building kubelet %s from the module proxy (once; about 9 minutes)\n", KubeletVersion)
-	return kubelet, buildKubelet(ctx, cache, kubelet)
+	return ensureBuilt(cache, "kubelet", KubeletVersion, " from the module proxy (once; about 9 minutes)", func(out string) error {
+		return buildKubelet(ctx, cache, out)
+	})
 }
 
 // buildKubelet compiles cmd/kubelet from a writable copy of the

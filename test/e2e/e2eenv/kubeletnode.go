@@ -337,21 +337,6 @@ func (k *Kubelet) Cleanup() error {
 	return errors.Join(errs...)
 }
 
-// mountsUnder lists the mount points below dir, in mount order.
-func mountsUnder(dir string) ([]string, error) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
-		}
-	}
-	return out, nil
-}
-
 // cgroupRoots are the mounted cgroup hierarchies (v1 and unified).
 func cgroupRoots() []string {
 	b, err := os.ReadFile("/proc/self/mountinfo")

@@ -12,15 +12,12 @@ import (
 // processes serving sockets there. Empty means clean.
 func Leaks(dir string) ([]string, error) {
 	var leaks []string
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountsUnder(dir)
 	if err != nil {
 		return nil, err
 	}
-	for _, line := range strings.Split(string(mi), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			leaks = append(leaks, "mount "+f[4])
-		}
+	for _, m := range mounts {
+		leaks = append(leaks, "mount "+m)
 	}
 	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
 	if err != nil {
@@ -37,4 +34,19 @@ func Leaks(dir string) ([]string, error) {
 		}
 	}
 	return leaks, nil
+}
+
+// mountsUnder lists the mount points below dir, in mount order.
+func mountsUnder(dir string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out, nil
 }

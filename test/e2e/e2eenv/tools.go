@@ -17,42 +17,43 @@ const CriToolsVersion = "v1.37.0"
 // EnsureCrictl builds crictl from the Go module proxy into <cache>/bin, once
 // per version, and returns its path.
 func EnsureCrictl(ctx context.Context, cache string) (string, error) {
-	bin := filepath.Join(cache, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return "", err
-	}
-	crictl := filepath.Join(bin, "crictl-"+CriToolsVersion)
-	if _, err := os.Stat(crictl); err == nil {
-		return crictl, nil
-	}
-	fmt.Fprintf(os.Stderr, "e2eenv: building crictl %s\n", CriToolsVersion)
-	gobin, err := os.MkdirTemp(cache, "gobin-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(gobin)
-	cmd := exec.CommandContext(ctx, "go", "install", "sigs.k8s.io/cri-tools/cmd/crictl@"+CriToolsVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=-buildvcs=false")
-	cmd.Dir = cache
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go install crictl: %v\n%s", err, out)
-	}
-	return crictl, os.Rename(filepath.Join(gobin, "crictl"), crictl)
+	return ensureBuilt(cache, "crictl", CriToolsVersion, "", func(out string) error {
+		gobin, err := os.MkdirTemp(cache, "gobin-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(gobin)
+		cmd := exec.CommandContext(ctx, "go", "install", "sigs.k8s.io/cri-tools/cmd/crictl@"+CriToolsVersion)
+		cmd.Env = append(os.Environ(), "GOBIN="+gobin, "GOFLAGS=-buildvcs=false")
+		cmd.Dir = cache
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go install crictl: %v\n%s", err, b)
+		}
+		return os.Rename(filepath.Join(gobin, "crictl"), out)
+	})
 }
 
 // EnsureCritest builds critest into <cache>/bin, once per version, and
 // returns its path.
 func EnsureCritest(ctx context.Context, cache string) (string, error) {
+	return ensureBuilt(cache, "critest", CriToolsVersion, " (a test binary of the cri-tools module)", func(out string) error {
+		return buildCritest(ctx, cache, out)
+	})
+}
+
+// ensureBuilt returns <cache>/bin/<name>-<version>, calling build to make it
+// at that path first when it is not there yet (said on stderr, with note).
+func ensureBuilt(cache, name, version, note string, build func(out string) error) (string, error) {
 	bin := filepath.Join(cache, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return "", err
 	}
-	critest := filepath.Join(bin, "critest-"+CriToolsVersion)
-	if _, err := os.Stat(critest); err == nil {
-		return critest, nil
+	path := filepath.Join(bin, name+"-"+version)
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
 	}
-	fmt.Fprintf(os.Stderr, "e2eenv: building critest %s (a test binary of the cri-tools module)\n", CriToolsVersion)
-	return critest, buildCritest(ctx, cache, critest)
+	fmt.Fprintf(os.Stderr, "e2eenv: building %s %s%s\n", name, version, note)
+	return path, build(path)
 }
 
 // buildCritest compiles cmd/critest from a writable copy of the cri-tools
