@@ -4,21 +4,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"sync"
 	"time"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
-var metricsURL = regexp.MustCompile(`msg="serving metrics" address=(http://\S+/metrics)`)
-
 // ScrapeEverySecond scrapes the daemon's /metrics once a second, as a
 // Prometheus would, until stop is called; stop returns how many scrapes
 // were made.
 func ScrapeEverySecond(d *e2eenv.Daemon) (url string, stop func() int, err error) {
-	m := metricsURL.FindStringSubmatch(d.Log())
-	if m == nil {
+	url, ok := d.ServedURL("metrics")
+	if !ok {
 		return "", nil, fmt.Errorf("berth does not say where it serves metrics (metrics.address unset?)")
 	}
 	done := make(chan struct{})
@@ -32,7 +29,7 @@ func ScrapeEverySecond(d *e2eenv.Daemon) (url string, stop func() int, err error
 			case <-done:
 				return
 			case <-tick.C:
-				resp, err := http.Get(m[1])
+				resp, err := http.Get(url)
 				if err != nil {
 					continue
 				}
@@ -42,5 +39,5 @@ func ScrapeEverySecond(d *e2eenv.Daemon) (url string, stop func() int, err error
 			}
 		}
 	})
-	return m[1], func() int { close(done); wg.Wait(); return n }, nil
+	return url, func() int { close(done); wg.Wait(); return n }, nil
 }

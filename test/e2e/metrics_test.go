@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -51,21 +50,19 @@ func (s scrape) value(name string, labels map[string]string) (float64, bool) {
 	return 0, false
 }
 
-var metricsURL = regexp.MustCompile(`msg="serving metrics" address=(http://\S+/metrics)`)
-
 func scrapeMetrics(t *testing.T, d *e2eenv.Daemon) scrape {
 	t.Helper()
-	m := metricsURL.FindStringSubmatch(d.Log())
-	if m == nil {
-		t.Fatal("the daemon did not log where it serves metrics")
+	url, ok := d.ServedURL("metrics")
+	if !ok || !strings.HasSuffix(url, "/metrics") {
+		t.Fatalf("the daemon did not log where it serves metrics: %q", url)
 	}
-	resp, err := http.Get(m[1])
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", m[1], resp.Status)
+		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(resp.Body)
@@ -174,16 +171,14 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-var profilesURL = regexp.MustCompile(`msg="serving profiles" address=(http://\S+/debug/pprof/)`)
-
 // TestProfiles: debug.address serves Go's profiles on loopback.
 func TestProfiles(t *testing.T) {
 	d := startDaemon(t, e2eenv.DaemonOptions{ExtraConfig: "[debug]\naddress = \"127.0.0.1:0\"\n"})
-	m := profilesURL.FindStringSubmatch(d.Log())
-	if m == nil || !strings.HasPrefix(m[1], "http://127.0.0.1:") {
-		t.Fatalf("the daemon did not log a loopback profiles address: %v", m)
+	url, ok := d.ServedURL("profiles")
+	if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/debug/pprof/") {
+		t.Fatalf("the daemon did not log a loopback profiles address: %q", url)
 	}
-	resp, err := http.Get(m[1] + "heap?debug=1")
+	resp, err := http.Get(url + "heap?debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -321,6 +322,22 @@ func (d *Daemon) Kill() {
 
 // Exited is closed when the process has exited.
 func (d *Daemon) Exited() <-chan struct{} { return d.exited }
+
+// servedURL matches the line the daemon logs for each HTTP endpoint it
+// serves ("serving metrics", "serving profiles"), with the URL.
+var servedURL = regexp.MustCompile(`msg="serving (\w+)" address=(http://\S+)`)
+
+// ServedURL is the URL the daemon last logged for what ("metrics" or
+// "profiles"), and whether it logged one.
+func (d *Daemon) ServedURL(what string) (string, bool) {
+	url, ok := "", false
+	for _, m := range servedURL.FindAllStringSubmatch(d.Log(), -1) {
+		if m[1] == what {
+			url, ok = m[2], true
+		}
+	}
+	return url, ok
+}
 
 // Log returns what the daemon has logged so far.
 func (d *Daemon) Log() string {
