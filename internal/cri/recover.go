@@ -36,14 +36,17 @@ func (s *Service) Recover(ctx context.Context) error {
 	}
 	for _, sb := range s.store.Sandboxes.List() {
 		client := s.monitors.Client(sb.MonitorSocket)
-		if _, err := client.State(ctx); err != nil {
+		// One call says whether the monitor answers and which protocol it
+		// speaks.
+		v, err := client.Protocol(ctx)
+		if err != nil {
 			if errors.Is(err, monitor.ErrUnreachable) && !monitorAlive(sb) {
 				s.monitorDied(ctx, sb)
 				continue
 			}
 			return fmt.Errorf("pod %s monitor: %w", sb.ID, err)
 		}
-		if v, err := client.Protocol(ctx); err == nil && v < api.Protocol {
+		if v < api.Protocol {
 			s.logger.Info("pod monitor started by an older berth: driven with its protocol until the pod is removed",
 				"pod", sb.ID, "monitor_pid", sb.MonitorPid, "protocol", v, "current", api.Protocol)
 		}
