@@ -40,15 +40,13 @@ func Interceptors(logger *slog.Logger, gate *Gate, m *metrics.Metrics) (grpc.Una
 			return err
 		})
 		err = ToStatus(err)
-		logCall(ctx, logger, info.FullMethod, start, err)
-		m.Call(path.Base(info.FullMethod), status.Code(err), time.Since(start))
+		callDone(ctx, logger, m, info.FullMethod, start, err)
 		return resp, err
 	}
 	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		err := ToStatus(gated(gate, func() error { return handler(srv, ss) }))
-		logCall(ss.Context(), logger, info.FullMethod, start, err)
-		m.Call(path.Base(info.FullMethod), status.Code(err), time.Since(start))
+		callDone(ss.Context(), logger, m, info.FullMethod, start, err)
 		return err
 	}
 	return unary, stream
@@ -80,12 +78,13 @@ func ToStatus(err error) error {
 	return errgrpc.ToGRPC(err)
 }
 
-// logCall writes the per-call log line. Calls that change state log at Info,
-// reads (List*, *Status, Version, *Info, *Stats) at Debug; server-side
-// failures log at Warn whatever the method.
-func logCall(ctx context.Context, logger *slog.Logger, fullMethod string, start time.Time, err error) {
-	method := path.Base(fullMethod)
-	code := status.Code(err)
+// callDone records an answered call: its metrics, and the per-call log
+// line. Calls that change state log at Info, reads (List*, *Status,
+// Version, *Info, *Stats) at Debug; server-side failures log at Warn
+// whatever the method.
+func callDone(ctx context.Context, logger *slog.Logger, m *metrics.Metrics, fullMethod string, start time.Time, err error) {
+	method, code, took := path.Base(fullMethod), status.Code(err), time.Since(start)
+	m.Call(method, code, took)
 	level := slog.LevelInfo
 	if isRead(method) {
 		level = slog.LevelDebug
@@ -99,7 +98,7 @@ func logCall(ctx context.Context, logger *slog.Logger, fullMethod string, start 
 	}
 	attrs := []slog.Attr{
 		slog.String("method", method),
-		slog.Duration("duration", time.Since(start)),
+		slog.Duration("duration", took),
 		slog.String("code", code.String()),
 	}
 	if err != nil {
