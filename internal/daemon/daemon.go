@@ -183,8 +183,8 @@ func Run(ctx context.Context, o Options) (retErr error) {
 	if err := m.Register(storageCollector{images: images, root: cfg.Root, logger: logger}); err != nil {
 		return fmt.Errorf("storage metrics: %w", err)
 	}
-	metricsEndpoint := &endpoint{name: "metrics", handler: func() http.Handler { return metricsMux(m) }, logger: o.Logger}
-	debugEndpoint := &endpoint{name: "profiles", handler: pprofMux, logger: o.Logger}
+	metricsEndpoint := &endpoint{name: "metrics", path: "/metrics", handler: metricsMux(m), logger: o.Logger}
+	debugEndpoint := &endpoint{name: "profiles", path: "/debug/pprof/", handler: pprofMux(), logger: o.Logger}
 	for _, e := range []struct {
 		ep   *endpoint
 		key  string

@@ -249,7 +249,8 @@ func show(v any) string {
 // stops the old server.
 type endpoint struct {
 	name    string
-	handler func() http.Handler
+	path    string // where the handler serves, for the log line
+	handler http.Handler
 	addr    string // configured ("" when off)
 	stop    func()
 	logger  *Logger
@@ -268,7 +269,7 @@ func (e *endpoint) prepare(addr string) (*preparedEndpoint, error) {
 	if addr == "" {
 		return &preparedEndpoint{}, nil
 	}
-	listening, stop, err := serveHTTP(addr, e.handler())
+	listening, stop, err := serveHTTP(addr, e.handler)
 	if err != nil {
 		return nil, err
 	}
@@ -290,15 +291,8 @@ func (e *endpoint) commit(p *preparedEndpoint) {
 	}
 	e.addr, e.stop = p.configured, p.stop
 	if p.configured != "" {
-		e.logger.Info("serving "+e.name, "address", "http://"+p.listening+e.path())
+		e.logger.Info("serving "+e.name, "address", "http://"+p.listening+e.path)
 	}
-}
-
-func (e *endpoint) path() string {
-	if e.name == "metrics" {
-		return "/metrics"
-	}
-	return "/debug/pprof/"
 }
 
 // close stops the server, if one runs.

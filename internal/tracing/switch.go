@@ -33,11 +33,7 @@ func NewSwitch(t *Tracing) *Switch {
 // Set makes t current and returns the one it replaces (for the caller to
 // flush and shut down).
 func (s *Switch) Set(t *Tracing) *Tracing {
-	st := &state{t: t, tracer: t.Tracer()}
-	if opts := t.serverHandler(); opts != nil {
-		st.handler = opts
-	}
-	old := s.current.Swap(st)
+	old := s.current.Swap(&state{t: t, tracer: t.Tracer(), handler: t.serverHandler()})
 	if old == nil {
 		return nil
 	}
