@@ -223,15 +223,20 @@ func failureReason(err error) string {
 	}
 }
 
-// errStalled is the cause of a pull cancelled for lack of progress.
-var errStalled = errors.New("no progress")
+// stalledError is the cause of a pull cancelled for lack of progress; it
+// carries the timeout that pull ran with (a reload may change the setting
+// meanwhile).
+type stalledError struct{ after time.Duration }
+
+func (e stalledError) Error() string { return fmt.Sprintf("no bytes received for %s", e.after) }
 
 // pullError classifies a failed pull for the client: the caller's deadline
 // or cancellation, a stall, an authentication failure, an unknown image, an
 // unreachable registry, or a corrupt blob.
 func (s *Service) pullError(ctx context.Context, named reference.Named, err error) error {
-	if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
-		return fmt.Errorf("pull %s: no bytes received for %s, aborted: %w", named, s.pullSettings.Load().ProgressTimeout, errdefs.ErrAborted)
+	var stalled stalledError
+	if errors.As(context.Cause(ctx), &stalled) {
+		return fmt.Errorf("pull %s: %s, aborted: %w", named, stalled, errdefs.ErrAborted)
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("pull %s: %w", named, ctxErr)
@@ -303,7 +308,7 @@ func (p *progressIngester) watch(ctx context.Context, timeout time.Duration, can
 			return
 		case now := <-tick.C:
 			if now.Sub(time.Unix(0, p.last.Load())) > timeout {
-				cancel(errStalled)
+				cancel(stalledError{timeout})
 				return
 			}
 		}
