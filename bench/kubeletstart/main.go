@@ -114,7 +114,7 @@ func measure(ctx context.Context, kubeletBin, socket, dir string, n int) (times 
 	}
 	defer func() {
 		k.Stop()
-		if rmErr := removeAllPods(ctx, socket); rmErr != nil && err == nil {
+		if _, rmErr := e2eenv.RemoveAllPods(ctx, socket); rmErr != nil && err == nil {
 			err = rmErr
 		}
 		if cErr := k.Cleanup(); cErr != nil && err == nil {
@@ -165,26 +165,6 @@ func prePull(ctx context.Context, socket string) error {
 	for _, ref := range []string{busybox, pause} {
 		if _, err := images.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: ref}}); err != nil {
 			return fmt.Errorf("pull %s: %w", ref, err)
-		}
-	}
-	return nil
-}
-
-func removeAllPods(ctx context.Context, socket string) error {
-	conn, err := e2eenv.Dial(socket)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	rt := runtime.NewRuntimeServiceClient(conn)
-	list, err := rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
-	if err != nil {
-		return err
-	}
-	for _, sb := range list.Items {
-		rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: sb.Id})
-		if _, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
-			return fmt.Errorf("remove pod %s: %w", sb.Id, err)
 		}
 	}
 	return nil

@@ -88,26 +88,9 @@ func (p *podEnv) restart(t *testing.T) {
 }
 
 // removeAllPods leaves the host clean for the next test.
-// It dials afresh: test cleanups run in reverse order, so a connection a
-// test opened later may already be closed.
 func (p *podEnv) removeAllPods(t *testing.T) {
-	ctx := context.Background()
-	conn, err := e2eenv.Dial(p.daemon.Socket)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer conn.Close()
-	rt := runtime.NewRuntimeServiceClient(conn)
-	list, err := rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
-	if err != nil {
-		t.Errorf("list pods for cleanup: %v", err)
-		return
-	}
-	for _, sb := range list.Items {
-		if _, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
-			t.Errorf("remove pod %s: %v", sb.Id, err)
-		}
+	if _, err := e2eenv.RemoveAllPods(context.Background(), p.daemon.Socket); err != nil {
+		t.Errorf("cleanup: %v", err)
 	}
 }
 

@@ -98,23 +98,8 @@ func (n *node) dial() {
 
 // removePods removes what pods kubelet left on berth (a failed test).
 func (n *node) removePods() {
-	ctx := context.Background()
-	conn, err := e2eenv.Dial(n.berth.Socket)
-	if err != nil {
-		n.t.Error(err)
-		return
-	}
-	defer conn.Close()
-	rt := runtime.NewRuntimeServiceClient(conn)
-	list, err := rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
-	if err != nil {
-		n.t.Errorf("list pods for cleanup: %v", err)
-		return
-	}
-	for _, sb := range list.Items {
-		if _, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
-			n.t.Errorf("remove pod %s: %v", sb.Id, err)
-		}
+	if _, err := e2eenv.RemoveAllPods(context.Background(), n.berth.Socket); err != nil {
+		n.t.Errorf("cleanup: %v", err)
 	}
 }
 

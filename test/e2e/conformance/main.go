@@ -23,8 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
-
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
@@ -155,23 +153,12 @@ func run(ctx context.Context, o options) error {
 // removeLeftoverPods removes the pods critest left behind (a failed spec
 // skips its cleanup), through CRI, so the leak check after it is meaningful.
 func removeLeftoverPods(ctx context.Context, socket string) error {
-	conn, err := e2eenv.Dial(socket)
+	n, err := e2eenv.RemoveAllPods(ctx, socket)
 	if err != nil {
-		return err
+		return fmt.Errorf("pods left by critest: %w", err)
 	}
-	defer conn.Close()
-	c := runtime.NewRuntimeServiceClient(conn)
-	list, err := c.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
-	if err != nil {
-		return fmt.Errorf("list pods after critest: %w", err)
-	}
-	for _, sb := range list.Items {
-		if _, err := c.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
-			return fmt.Errorf("remove pod %s left by critest: %w", sb.Id, err)
-		}
-	}
-	if len(list.Items) > 0 {
-		logf("removed %d pods critest left behind", len(list.Items))
+	if n > 0 {
+		logf("removed %d pods critest left behind", n)
 	}
 	return nil
 }

@@ -349,3 +349,27 @@ func (d *Daemon) Log() string {
 func Dial(socket string) (*grpc.ClientConn, error) {
 	return grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
+
+// RemoveAllPods removes every pod the runtime at socket lists (removal
+// stops a pod still running) and returns how many it listed. It dials
+// afresh: test cleanups run last to first, so a connection made later may
+// be closed already. Every pod is tried; the errors are joined.
+func RemoveAllPods(ctx context.Context, socket string) (int, error) {
+	conn, err := Dial(socket)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	rt := runtime.NewRuntimeServiceClient(conn)
+	list, err := rt.ListPodSandbox(ctx, &runtime.ListPodSandboxRequest{})
+	if err != nil {
+		return 0, fmt.Errorf("list pods: %w", err)
+	}
+	var errs []error
+	for _, sb := range list.Items {
+		if _, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			errs = append(errs, fmt.Errorf("remove pod %s: %w", sb.Id, err))
+		}
+	}
+	return len(list.Items), errors.Join(errs...)
+}
