@@ -190,12 +190,21 @@ func (m *Manager) Setup(ctx context.Context, p Pod) ([]string, error) {
 		return nil, err
 	}
 	c := h.forPod(p)
-	res, err := c.Setup(ctx, p.ID, p.NetNS, p.opts()...)
-	if err != nil {
+	remove := func() {
 		// Bounded: a hung plugin must not hold the failed call forever.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		_ = c.Remove(dctx, p.ID, p.NetNS, p.opts()...)
 		cancel()
+	}
+	res, err := c.Setup(ctx, p.ID, p.NetNS, p.opts()...)
+	if err != nil && racedOnSharedChain(err) {
+		// The race is over once the chain exists: undo this ADD and go
+		// again, once.
+		remove()
+		res, err = c.Setup(ctx, p.ID, p.NetNS, p.opts()...)
+	}
+	if err != nil {
+		remove()
 		return nil, fmt.Errorf("cni add: %w", err)
 	}
 	var v4, v6 []string
@@ -214,6 +223,17 @@ func (m *Manager) Setup(ctx context.Context, p Pod) ([]string, error) {
 		}
 	}
 	return append(v4, v6...), nil
+}
+
+// racedOnSharedChain reports a CNI ADD that lost a race to create a chain
+// the plugins share between pods. portmap (Debian 12's plugins, 1.1.1)
+// makes its top-level chains (CNI-HOSTPORT-DNAT, …) on first use with a bare
+// `iptables -N`: two pods set up at once on a host that has none yet both
+// try, and the loser fails with "File exists" although the chain is there
+// by then. Seen on the first TestChaos run after hack/fresh-host.sh.
+func racedOnSharedChain(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "CHAIN_USER_ADD failed (File exists)") || strings.Contains(msg, "Chain already exists")
 }
 
 // ErrNoConfig means no CNI config is loadable now, nor was one ever loaded
