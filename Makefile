@@ -2,7 +2,7 @@
 # needs root.
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
-export GOFLAGS := -buildvcs=false
+export GOFLAGS := -buildvcs=false -tags=nri_no_wasm
 
 GO ?= go
 VERSION ?= $(shell hack/version.sh)

@@ -46,6 +46,8 @@ type Config struct {
 	Metrics    Metrics    `toml:"metrics" json:"metrics"`
 	Tracing    Tracing    `toml:"tracing" json:"tracing"`
 	Debug      Debug      `toml:"debug" json:"debug"`
+	// NRI configures Node Resource Interface plugins.
+	NRI NRI `toml:"nri" json:"nri"`
 	// ShutdownTimeout bounds how long in-flight calls may take to finish
 	// after SIGTERM before the server is stopped hard.
 	ShutdownTimeout Duration `toml:"shutdown_timeout" json:"shutdown_timeout"`
@@ -141,6 +143,23 @@ type Debug struct {
 	// Address is a loopback host:port where /debug/pprof/ is served;
 	// empty serves none.
 	Address string `toml:"address" json:"address"`
+}
+
+// NRI configures Node Resource Interface plugins (internal/nri).
+type NRI struct {
+	// Enable serves plugins; without it no plugin sees any pod.
+	Enable bool `toml:"enable" json:"enable"`
+	// SocketPath is where plugins connect.
+	SocketPath string `toml:"socket_path" json:"socket_path"`
+	// PluginPath holds pre-installed plugins berth starts (NN-name files).
+	PluginPath string `toml:"plugin_path" json:"plugin_path"`
+	// PluginConfigPath holds their configuration (NN-name.conf or name.conf).
+	PluginConfigPath string `toml:"plugin_config_path" json:"plugin_config_path"`
+	// RegistrationTimeout bounds a plugin's registration.
+	RegistrationTimeout Duration `toml:"plugin_registration_timeout" json:"plugin_registration_timeout"`
+	// RequestTimeout bounds each event a plugin handles; one that takes
+	// longer is disconnected and the call goes on without it.
+	RequestTimeout Duration `toml:"plugin_request_timeout" json:"plugin_request_timeout"`
 }
 
 // Checkpoint configures CheckpointContainer.
@@ -287,6 +306,18 @@ func (c Config) Validate() error {
 	}
 	if c.Tracing.SamplingRatio < 0 || c.Tracing.SamplingRatio > 1 {
 		errs = append(errs, fmt.Errorf("tracing.sampling_ratio must be within 0 and 1, got %v", c.Tracing.SamplingRatio))
+	}
+	if c.NRI.Enable {
+		for key, p := range map[string]string{"nri.socket_path": c.NRI.SocketPath, "nri.plugin_path": c.NRI.PluginPath, "nri.plugin_config_path": c.NRI.PluginConfigPath} {
+			if !filepath.IsAbs(p) {
+				errs = append(errs, fmt.Errorf("%s must be an absolute path, got %q", key, p))
+			}
+		}
+		for key, d := range map[string]Duration{"nri.plugin_registration_timeout": c.NRI.RegistrationTimeout, "nri.plugin_request_timeout": c.NRI.RequestTimeout} {
+			if d.Duration <= 0 {
+				errs = append(errs, fmt.Errorf("%s must be positive, got %s", key, d))
+			}
+		}
 	}
 	if c.Debug.Address != "" {
 		host, _, err := net.SplitHostPort(c.Debug.Address)

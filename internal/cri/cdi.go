@@ -35,6 +35,12 @@ func (s *Service) injectCDIDevices(cfg *runtime.ContainerConfig, sp *specs.Spec)
 			names = append(names, n)
 		}
 	}
+	return s.injectCDINames(sp, names)
+}
+
+// injectCDINames applies the CDI devices of the given fully qualified
+// names to the spec.
+func (s *Service) injectCDINames(sp *specs.Spec, names []string) error {
 	if len(names) == 0 {
 		return nil
 	}

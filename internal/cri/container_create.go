@@ -175,6 +175,19 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 		return nil, err
 	}
 	c.CgroupsPath = ociSpec.Linux.CgroupsPath
+	// Plugins adjust the spec before anyone can see the container, and
+	// may veto it; none synchronizes between their hearing and the record.
+	unblock := s.nri.BlockSync()
+	defer unblock()
+	if err := s.nriAdjust(ctx, sb, &c, ociSpec); err != nil {
+		s.nriCreateFailed(ctx, sb, c)
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			s.nriCreateFailed(ctx, sb, c)
+		}
+	}()
 	c.User = recordedUser(ociSpec)
 	b, err := json.MarshalIndent(ociSpec, "", "  ")
 	if err != nil {
@@ -190,8 +203,22 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 	if err != nil {
 		return nil, err
 	}
+	unblock()
+	if s.nri.Enabled() {
+		if err := s.nri.PostCreateContainer(ctx, nriPod(sb), nriContainer(c, ociSpec)); err != nil {
+			s.logger.WarnContext(ctx, "nri: PostCreateContainer", "id", c.ID, "error", err)
+		}
+	}
 	s.logger.InfoContext(ctx, "container created", "id", c.ID, "pod", sb.ID, "name", c.Metadata.Name, "image", img.ID)
 	return &runtime.CreateContainerResponse{ContainerId: c.ID}, nil
+}
+
+// nriCreateFailed tells plugins that a container they adjusted was not
+// made after all.
+func (s *Service) nriCreateFailed(ctx context.Context, sb store.Sandbox, c store.Container) {
+	ctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	s.nri.UndoCreateContainer(ctx, nriPod(sb), nriContainer(c, nil))
 }
 
 // targetPIDNamespace is the PID namespace of container id, which a container

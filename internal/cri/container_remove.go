@@ -77,7 +77,8 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container) error 
 	// The monitor deletes the runtime's state and the cgroup after the
 	// exit (its Shutdown waits for that); without a monitor, it is ours.
 	monitorGone := true
-	if sb, err := s.store.Sandboxes.Get(c.SandboxID); err == nil {
+	sb, podErr := s.store.Sandboxes.Get(c.SandboxID)
+	if podErr == nil {
 		client := s.monitors.Client(sb.MonitorSocket)
 		err := client.Delete(ctx, c.ID)
 		if errors.Is(err, monitor.ErrRunning) {
@@ -98,6 +99,9 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container) error 
 	}
 	if err := s.store.Containers.Delete(c.ID); err != nil && !errdefs.IsNotFound(err) {
 		return err
+	}
+	if podErr == nil {
+		s.nriRemoved(ctx, c, sb)
 	}
 	s.stats.Forget(c.CgroupsPath)
 	s.logger.InfoContext(ctx, "container removed", "id", c.ID)

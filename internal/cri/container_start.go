@@ -9,10 +9,12 @@ import (
 	"github.com/berth-cri/berth/internal/metrics"
 
 	"github.com/containerd/errdefs"
+	nriapi "github.com/containerd/nri/pkg/api"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/monitor"
+	"github.com/berth-cri/berth/internal/monitor/api"
 	"github.com/berth-cri/berth/internal/store"
 )
 
@@ -48,6 +50,18 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 			return nil, err
 		}
 	}
+	// Plugins hear of the start before it is made, and may veto it; none
+	// synchronizes between their hearing and the record.
+	unblock := s.nri.BlockSync()
+	defer unblock()
+	var pod *nriapi.PodSandbox
+	if s.nri.Enabled() {
+		pod = nriPod(sb)
+		if err := s.nri.StartContainer(ctx, pod, nriContainer(c, nil)); err != nil {
+			unblock()
+			return nil, s.recordStartError(c, nriRefused("the start", err), nil)
+		}
+	}
 	started := time.Now().UTC()
 	client := s.monitors.Client(sb.MonitorSocket)
 	endPhase := s.phase(ctx, metrics.PhaseRuntimeStart)
@@ -69,6 +83,14 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 		return c, nil
 	}); err != nil {
 		return nil, err
+	}
+	unblock()
+	if pod != nil {
+		if c, err := s.store.Containers.Get(c.ID); err == nil {
+			if err := s.nri.PostStartContainer(ctx, pod, nriContainer(c, nil)); err != nil {
+				s.logger.WarnContext(ctx, "nri: PostStartContainer", "id", c.ID, "error", err)
+			}
+		}
 	}
 	s.logger.InfoContext(ctx, "container started", "id", c.ID, "pid", pid)
 	return &runtime.StartContainerResponse{}, nil
@@ -92,21 +114,27 @@ func (s *Service) startFailed(ctx context.Context, c store.Container, startErr e
 		}
 		return fmt.Errorf("container %s is still being started: %w", c.ID, errdefs.ErrUnavailable)
 	}
-	now := time.Now().UTC()
-	if _, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
-		c.StartedAt, c.FinishedAt = now, now
-		c.ExitCode = 128
-		c.Reason, c.Message = reasonStartError, startErr.Error()
-		return c, nil
-	}); err != nil {
-		return fmt.Errorf("record start failure of container %s: %w", c.ID, err)
-	}
 	if errors.Is(startErr, monitor.ErrLogPath) {
-		return fmt.Errorf("start container %s: config.log_path: %w: %w", c.ID, startErr, errdefs.ErrFailedPrecondition)
+		return s.recordStartError(c, startErr, fmt.Errorf("start container %s: config.log_path: %w: %w", c.ID, startErr, errdefs.ErrFailedPrecondition))
 	}
 	// The runtime refused the container as configured (a command that is
 	// not there, a mount it cannot make): the container cannot run.
-	return fmt.Errorf("start container %s: %w: %w", c.ID, startErr, errdefs.ErrFailedPrecondition)
+	return s.recordStartError(c, startErr, fmt.Errorf("start container %s: %w: %w", c.ID, startErr, errdefs.ErrFailedPrecondition))
+}
+
+// recordStartError records a container that did not start as exited with
+// reason StartError and returns callErr (startErr when nil), the call's
+// answer.
+func (s *Service) recordStartError(c store.Container, startErr, callErr error) error {
+	if callErr == nil {
+		callErr = startErr
+	}
+	exit := api.Exit{Code: 128, FinishedAt: time.Now().UTC()}
+	if err := s.finishContainer(c.ID, exit, reasonStartError, startErr.Error()); err != nil {
+		return fmt.Errorf("record start failure of container %s: %w", c.ID, err)
+	}
+	s.exits.notify(c.ID)
+	return callErr
 }
 
 func stateName(st store.ContainerState) string {

@@ -236,14 +236,25 @@ func (s *Service) pauseExited(sb store.Sandbox) {
 	}
 }
 
-// recordExit stores a container's exit and wakes whoever waits for it.
+// recordExit stores a container's exit, tells NRI plugins it stopped, and
+// wakes whoever waits for it.
 func (s *Service) recordExit(id string, exit api.Exit, reason, message string) {
-	oomKilled := false
+	if err := s.finishContainer(id, exit, reason, message); err != nil && !errdefs.IsNotFound(err) {
+		s.logger.Error("record container exit", "id", id, "error", err)
+	}
+	s.exits.notify(id)
+}
+
+// finishContainer records a container's end (once: a later call changes
+// nothing) and, when this call recorded it, tells NRI plugins.
+func (s *Service) finishContainer(id string, exit api.Exit, reason, message string) error {
+	oomKilled, recorded := false, false
 	_, err := s.store.Containers.Update(id, func(c store.Container) (store.Container, error) {
-		oomKilled = false // the update function may run again
+		oomKilled, recorded = false, false // the update function may run again
 		if !c.FinishedAt.IsZero() {
 			return c, nil
 		}
+		recorded = true
 		c.FinishedAt = exit.FinishedAt
 		if c.StartedAt.IsZero() || c.StartedAt.After(c.FinishedAt) {
 			c.StartedAt = c.FinishedAt
@@ -259,13 +270,16 @@ func (s *Service) recordExit(id string, exit api.Exit, reason, message string) {
 		c.Message = message
 		return c, nil
 	})
-	if err != nil && !errdefs.IsNotFound(err) {
-		s.logger.Error("record container exit", "id", id, "error", err)
+	if err != nil {
+		return err
 	}
-	if err == nil && oomKilled {
+	if oomKilled {
 		s.metrics.OOMKill()
 	}
-	s.exits.notify(id)
+	if recorded {
+		s.nriStopped(context.Background(), id)
+	}
+	return nil
 }
 
 // monitorDied stops what a dead monitor left: its containers would run

@@ -78,6 +78,7 @@ func (s *Service) verboseStatus(net any) (map[string]string, error) {
 		// GetContainerEvents: subscribers now, and those cut off so far for
 		// falling behind (each then relists).
 		"containerEvents": map[string]any{"subscribers": subscribers, "cut_off": cutOff},
+		"nri":             s.nriStatus(),
 		"runtime": map[string]any{
 			"default_handler": s.handlerSet().Default().Name,
 			"handlers":        s.handlerSet().All(),

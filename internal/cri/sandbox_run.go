@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	nriapi "github.com/containerd/nri/pkg/api"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -169,6 +170,20 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 		}
 	}
 	endPhase()
+	// Plugins hear of the pod before anyone else can see it, and may veto
+	// it; none synchronizes between their hearing and the record.
+	unblock := s.nri.BlockSync()
+	defer unblock()
+	pod := nriPod(sb)
+	if err := s.nri.RunPodSandbox(ctx, pod); err != nil {
+		s.nriPodFailed(ctx, pod)
+		return nil, nriRefused("the pod", err)
+	}
+	defer func() {
+		if retErr != nil {
+			s.nriPodFailed(ctx, pod)
+		}
+	}()
 	sb.Ready = true
 	endPhase = s.phase(ctx, metrics.PhaseStore)
 	err = s.store.Sandboxes.Add(sb)
@@ -179,6 +194,16 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	s.watch(ctx, sb.ID)
 	s.logger.InfoContext(ctx, "pod sandbox running", "id", sb.ID, "name", sb.UniqueName(), "monitor_pid", pid)
 	return &runtime.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
+}
+
+// nriPodFailed tells plugins that a pod they heard of was not made after
+// all (one of them vetoed it, or a later step failed).
+func (s *Service) nriPodFailed(ctx context.Context, pod *nriapi.PodSandbox) {
+	ctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if err := s.nri.RemovePodSandbox(ctx, pod); err != nil {
+		s.logger.WarnContext(ctx, "nri: RemovePodSandbox of a pod not made", "id", pod.GetId(), "error", err)
+	}
 }
 
 // podNetwork is what CNI is told about a pod.

@@ -30,6 +30,11 @@ func (s *Service) StopPodSandbox(ctx context.Context, r *runtime.StopPodSandboxR
 	if err := s.stopPauseContainer(ctx, sb); err != nil {
 		return nil, err
 	}
+	// Its containers have stopped; the pod is still there to look at.
+	// NRI tells plugins once, however often the pod is stopped.
+	if err := s.nri.StopPodSandbox(ctx, nriPod(sb)); err != nil {
+		s.logger.WarnContext(ctx, "nri: StopPodSandbox", "id", sb.ID, "error", err)
+	}
 	if err := s.detachNetwork(ctx, sb); err != nil {
 		return nil, err
 	}

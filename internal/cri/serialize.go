@@ -106,12 +106,26 @@ func (s *Service) holdContainer(ctx context.Context, ref string, timeout time.Du
 	return c, work, release, nil
 }
 
-// holdPodToStop resolves ref, takes the pod exclusively (waiting on ctx)
-// and marks it not ready, so that whatever fails later no container is
-// made or started in it. It returns the record as it is then, a context
-// detached from the caller bounded by timeout, and release. A pod missing,
-// or removed while the call waited, is NotFound.
+// holdPodToStop is holdPod for StopPodSandbox and RemovePodSandbox: it
+// also marks the pod not ready, so that whatever fails later no container
+// is made or started in it. A pod missing, or removed while the call
+// waited, is NotFound.
 func (s *Service) holdPodToStop(ctx context.Context, ref string, timeout time.Duration) (store.Sandbox, context.Context, func(), error) {
+	sb, work, release, err := s.holdPod(ctx, ref, timeout)
+	if err != nil {
+		return store.Sandbox{}, nil, nil, err
+	}
+	if sb, err = s.markNotReady(sb.ID); err != nil {
+		release()
+		return store.Sandbox{}, nil, nil, err
+	}
+	return sb, work, release, nil
+}
+
+// holdPod resolves ref and takes the pod exclusively, waiting on ctx. It
+// returns the record as it is under the lock, a context detached from the
+// caller bounded by timeout, and release.
+func (s *Service) holdPod(ctx context.Context, ref string, timeout time.Duration) (store.Sandbox, context.Context, func(), error) {
 	sb, err := s.store.Sandboxes.Get(ref)
 	if err != nil {
 		return store.Sandbox{}, nil, nil, err
@@ -122,7 +136,7 @@ func (s *Service) holdPodToStop(ctx context.Context, ref string, timeout time.Du
 	}
 	work, cancel := detach(ctx, timeout)
 	release := func() { cancel(); unlock() }
-	if sb, err = s.markNotReady(sb.ID); err != nil {
+	if sb, err = s.store.Sandboxes.Get(sb.ID); err != nil {
 		release()
 		return store.Sandbox{}, nil, nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/berth-cri/berth/internal/keylock"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/netconf"
+	"github.com/berth-cri/berth/internal/nri"
 	"github.com/berth-cri/berth/internal/stats"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
@@ -98,6 +99,7 @@ type Service struct {
 	exits         *exitWaiters
 	watchPods     chan string // pods for Run to watch; buffered so a create never waits on Run
 	retiring      retiringMonitors
+	nri           *nri.NRI // nil: NRI disabled (nri.go)
 
 	// Per-object serialization (serialize.go).
 	podLocks, containerLocks keylock.Locks

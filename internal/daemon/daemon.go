@@ -30,10 +30,12 @@ import (
 	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/metrics"
 	"github.com/berth-cri/berth/internal/network"
+	"github.com/berth-cri/berth/internal/nri"
 	"github.com/berth-cri/berth/internal/sdnotify"
 	"github.com/berth-cri/berth/internal/store"
 	"github.com/berth-cri/berth/internal/sysinfo"
 	"github.com/berth-cri/berth/internal/tracing"
+	"github.com/berth-cri/berth/internal/version"
 )
 
 // imageGCInterval is how often unreferenced blobs and snapshots are
@@ -179,6 +181,20 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		Tracer:             traces.Tracer(),
 	})
 	svc.Register(server)
+	plugins, err := nri.New(nri.Config{
+		Enable: cfg.NRI.Enable, SocketPath: cfg.NRI.SocketPath,
+		PluginPath: cfg.NRI.PluginPath, PluginConfigPath: cfg.NRI.PluginConfigPath,
+		RegistrationTimeout: cfg.NRI.RegistrationTimeout.Duration, RequestTimeout: cfg.NRI.RequestTimeout.Duration,
+	}, cri.RuntimeName, version.String(), svc.NRIHost(), logger)
+	if err != nil {
+		return err
+	}
+	svc.SetNRI(plugins)
+	if stats := plugins.Stats(); stats != nil {
+		if err := m.Register(stats); err != nil {
+			return fmt.Errorf("nri metrics: %w", err)
+		}
+	}
 
 	if err := m.Register(storageCollector{images: images, root: cfg.Root, logger: logger}); err != nil {
 		return fmt.Errorf("storage metrics: %w", err)
@@ -244,6 +260,11 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		server.Stop()
 		return fmt.Errorf("recover: %w", err)
 	}
+	if err := svc.StartNRI(); err != nil {
+		server.Stop()
+		return fmt.Errorf("nri.socket_path: %w", err)
+	}
+	defer plugins.Stop()
 	gate.Open()
 	logger.Info("recovery finished; ready",
 		"sandboxes", st.Sandboxes.Len(), "containers", st.Containers.Len())

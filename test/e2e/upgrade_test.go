@@ -78,7 +78,7 @@ func TestUpgradeFromPreviousRelease(t *testing.T) {
 			}
 		}
 	}
-	d := startDaemon(t, e2eenv.DaemonOptions{Binary: filepath.Join(old, "berth"), Dir: dir, RegistryConfigPath: hosts})
+	d := startDaemon(t, e2eenv.DaemonOptions{Binary: filepath.Join(old, "berth"), Dir: dir, RegistryConfigPath: hosts, NoNRITable: true})
 	p := &podEnv{imageEnv: &imageEnv{reg: reg, daemon: d}, logDir: t.TempDir()}
 	p.reconnect(t)
 	t.Cleanup(func() { p.removeAllPods(t) })
@@ -103,6 +103,9 @@ func TestUpgradeFromPreviousRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.SetBinary(berthBinary)
+	if err := d.AddNRITable(); err != nil { // its NRI socket, not the host's
+		t.Fatal(err)
+	}
 	p.restart(t)
 	if v2, _ := p.runtime.Version(t.Context(), &runtime.VersionRequest{}); v2.GetRuntimeVersion() == v.RuntimeVersion {
 		t.Fatalf("still the old daemon (%s)", v.RuntimeVersion)

@@ -121,13 +121,18 @@ func run(ctx context.Context, o options) error {
 		ExtraConfig:        o.extraConfig,
 		Handler:            o.handler,
 		RuntimeConfig:      o.runtimeConfig,
+		// critest holds a plugin's Synchronize open for 2 s on purpose
+		// (its sync-race specs) and must not see the plugin dropped for
+		// it: a request timeout above that, where containerd's default 2 s
+		// makes both specs skip.
+		NRIConfig: `plugin_request_timeout = "5s"`,
 	})
 	if err != nil {
 		return err
 	}
 	runErr := crictlVersion(ctx, crictl, d.Socket)
 	if runErr == nil {
-		runErr = runCritest(ctx, critest, d.Socket, o)
+		runErr = runCritest(ctx, critest, d.Socket, d.NRISocket, o)
 	}
 	if err := removeLeftoverPods(ctx, d.Socket); err != nil && runErr == nil {
 		runErr = err
@@ -182,7 +187,7 @@ func crictlVersion(ctx context.Context, crictl, socket string) error {
 // runCritest runs critest with reports in o.reportDir. critest's own exit
 // status is not the verdict (it fails whenever any spec fails); the
 // expectations are.
-func runCritest(ctx context.Context, critest, socket string, o options) error {
+func runCritest(ctx context.Context, critest, socket, nriSocket string, o options) error {
 	logPath := filepath.Join(o.reportDir, "critest.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -192,6 +197,7 @@ func runCritest(ctx context.Context, critest, socket string, o options) error {
 	args := []string{
 		"-runtime-endpoint", "unix://" + socket,
 		"-image-endpoint", "unix://" + socket,
+		"-nri-socket", nriSocket,
 		"-ginkgo.junit-report", filepath.Join(o.reportDir, "junit.xml"),
 		"-ginkgo.json-report", filepath.Join(o.reportDir, "report.json"),
 		"-ginkgo.no-color",

@@ -130,6 +130,11 @@ type DaemonOptions struct {
 	// $BERTH_E2E_HANDLER, else runc. RuntimeConfig is added to the
 	// [runtime] table (e.g. "pause_container = true").
 	Handler, RuntimeConfig string
+	// NRIConfig is added to the [nri] table, whose socket_path is the
+	// daemon's own (<Dir>/nri.sock), never the host's. NoNRITable leaves
+	// the table out, for a berth that predates it (v0.1.0).
+	NRIConfig  string
+	NoNRITable bool
 	// ExtraConfig is appended to the generated config.toml (other tables).
 	ExtraConfig string
 }
@@ -141,6 +146,7 @@ type Daemon struct {
 	State      string
 	Config     string
 	LogPath    string
+	NRISocket  string // where NRI plugins connect
 	cmd        *exec.Cmd
 	exited     chan struct{}
 	waitErr    error
@@ -160,11 +166,12 @@ func DefaultHandler() string {
 // calls (recovery finished). The process is stopped by Stop.
 func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	d := &Daemon{
-		Socket:  filepath.Join(o.Dir, "berth.sock"),
-		Root:    filepath.Join(o.Dir, "root"),
-		State:   filepath.Join(o.Dir, "state"),
-		Config:  filepath.Join(o.Dir, "config.toml"),
-		LogPath: filepath.Join(o.Dir, "berth.log"),
+		Socket:    filepath.Join(o.Dir, "berth.sock"),
+		Root:      filepath.Join(o.Dir, "root"),
+		State:     filepath.Join(o.Dir, "state"),
+		Config:    filepath.Join(o.Dir, "config.toml"),
+		LogPath:   filepath.Join(o.Dir, "berth.log"),
+		NRISocket: filepath.Join(o.Dir, "nri.sock"),
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
@@ -180,8 +187,12 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	if handler == "" {
 		handler = DefaultHandler()
 	}
-	cfg := fmt.Sprintf("address = %q\nroot = %q\nstate = %q\nshutdown_timeout = \"10s\"\n\n[log]\nlevel = \"debug\"\n\n[registry]\nconfig_path = %q\n\n[cni]\nconf_dir = %q\nbin_dirs = [%s]\ndefault_network = %v\n\n[runtime]\ndefault_handler = %q\n%s\n%s",
-		d.Socket, d.Root, d.State, o.RegistryConfigPath, o.CNIConfDir, strings.Join(bins, ", "), o.DefaultNetwork, handler, o.RuntimeConfig, o.ExtraConfig)
+	nriTable := fmt.Sprintf("[nri]\nsocket_path = %q\n%s\n", d.NRISocket, o.NRIConfig)
+	if o.NoNRITable {
+		nriTable = ""
+	}
+	cfg := fmt.Sprintf("address = %q\nroot = %q\nstate = %q\nshutdown_timeout = \"10s\"\n\n[log]\nlevel = \"debug\"\n\n[registry]\nconfig_path = %q\n\n[cni]\nconf_dir = %q\nbin_dirs = [%s]\ndefault_network = %v\n\n[runtime]\ndefault_handler = %q\n%s\n\n%s%s",
+		d.Socket, d.Root, d.State, o.RegistryConfigPath, o.CNIConfDir, strings.Join(bins, ", "), o.DefaultNetwork, handler, o.RuntimeConfig, nriTable, o.ExtraConfig)
 	if err := os.WriteFile(d.Config, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -291,6 +302,23 @@ func (d *Daemon) Restart(ctx context.Context) error {
 		bin, d.nextBinary = d.nextBinary, ""
 	}
 	return d.start(ctx, bin)
+}
+
+// AddConfig appends TOML tables to the daemon's config file, for its next
+// (re)start.
+func (d *Daemon) AddConfig(tables string) error {
+	f, err := os.OpenFile(d.Config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString("\n" + tables)
+	return errors.Join(err, f.Close())
+}
+
+// AddNRITable gives a daemon started with NoNRITable its own NRI socket:
+// an upgrade's step for a binary that has NRI.
+func (d *Daemon) AddNRITable() error {
+	return d.AddConfig(fmt.Sprintf("[nri]\nsocket_path = %q\n", d.NRISocket))
 }
 
 // SetBinary makes the next Restart run binary: an upgrade in place.
