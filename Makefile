@@ -25,6 +25,10 @@ build:
 bin/testbin: $(wildcard test/e2e/testbin/*.go)
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o bin/testbin ./test/e2e/testbin
 
+# The NRI plugin the e2e tests and the NRI benchmark run against berth.
+bin/nriplugin: $(wildcard test/e2e/nriplugin/*.go)
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o bin/nriplugin ./test/e2e/nriplugin
+
 deps:
 	@hack/install-deps.sh
 
@@ -55,10 +59,10 @@ unit:
 # Last, a real kubelet drives berth (built once into the e2e cache).
 e2e: e2e-go conformance e2e-go-crun conformance-crun conformance-debian-runc e2e-kubelet
 
-e2e-go: build bin/testbin
+e2e-go: build bin/testbin bin/nriplugin
 	BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 ./test/e2e/...
 
-e2e-go-crun: build bin/testbin
+e2e-go-crun: build bin/testbin bin/nriplugin
 	BERTH_E2E_HANDLER=crun BERTH_BIN_DIR=$(CURDIR)/bin BERTH_E2E_CACHE=$(E2E_CACHE) $(GO) test -count=1 ./test/e2e/
 
 conformance: build bin/testbin

@@ -155,7 +155,11 @@ func (s *Service) applyResources(ctx context.Context, c store.Container, updated
 // and ContainerStatus; asked, when set, gives what OCI does not hold
 // (oom_score_adj).
 func criResources(r *specs.LinuxResources, asked *runtime.LinuxContainerResources) *runtime.LinuxContainerResources {
-	out := &runtime.LinuxContainerResources{OomScoreAdj: asked.GetOomScoreAdj(), Unified: r.Unified}
+	out := &runtime.LinuxContainerResources{OomScoreAdj: asked.GetOomScoreAdj()}
+	if r == nil {
+		return out
+	}
+	out.Unified = r.Unified
 	if cpu := r.CPU; cpu != nil {
 		out.CpusetCpus, out.CpusetMems = cpu.Cpus, cpu.Mems
 		if cpu.Shares != nil {

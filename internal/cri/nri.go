@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -167,10 +168,36 @@ func (s *Service) nriAdjust(ctx context.Context, sb store.Sandbox, c *store.Cont
 	if err := nri.Adjust(sp, adj, nri.AdjustOptions{InjectCDI: s.injectCDINames, CheckResources: checkSpecResources}); err != nil {
 		return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 	}
+	// The record says what plugins changed, as ContainerStatus reports it.
 	if len(adj.GetAnnotations()) > 0 {
-		c.Annotations = sp.Annotations
+		c.Annotations = maps.Clone(c.Annotations)
+		if c.Annotations == nil {
+			c.Annotations = map[string]string{}
+		}
+		for k, v := range adj.GetAnnotations() {
+			if key, remove := nriapi.IsMarkedForRemoval(k); remove {
+				delete(c.Annotations, key)
+				continue
+			}
+			c.Annotations[k] = v
+		}
 	}
 	c.CgroupsPath = sp.Linux.CgroupsPath
+	if adj.GetLinux().GetResources() != nil {
+		var cfg runtime.ContainerConfig
+		if err := proto.Unmarshal(c.Config, &cfg); err != nil {
+			return fmt.Errorf("container %s config: %w", c.ID, err)
+		}
+		if cfg.Linux == nil {
+			cfg.Linux = &runtime.LinuxContainerConfig{}
+		}
+		cfg.Linux.Resources = criResources(sp.Linux.Resources, cfg.Linux.Resources)
+		raw, err := proto.Marshal(&cfg)
+		if err != nil {
+			return fmt.Errorf("encode config: %w", err)
+		}
+		c.Config = raw
+	}
 	return nil
 }
 

@@ -38,6 +38,11 @@ func Adjust(sp *specs.Spec, adj *api.ContainerAdjustment, o AdjustOptions) error
 	if o.CheckResources != nil {
 		opts = append(opts, generate.WithResourceChecker(o.CheckResources))
 	}
+	// A plugin's rlimit replaces the spec's of that type: the generator
+	// appends, and two of one type leave the runtime to pick.
+	for _, r := range adj.GetRlimits() {
+		sp.Process.Rlimits = slices.DeleteFunc(sp.Process.Rlimits, func(x specs.POSIXRlimit) bool { return x.Type == r.GetType() })
+	}
 	g := generate.SpecGenerator(&specEditor{sp}, opts...)
 	if err := g.Adjust(adj); err != nil {
 		return fmt.Errorf("apply NRI adjustment: %w", err)

@@ -19,7 +19,7 @@ import (
 // The binaries under test, built by TestMain into one directory (or taken
 // from $BERTH_BIN_DIR, where `make` put them): berth, berth-monitor next to
 // it (where the daemon looks for it), and the static testbin for images.
-var berthBinary, monitorBinary, testbinBinary string
+var berthBinary, monitorBinary, testbinBinary, nriPluginBinary string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -46,6 +46,7 @@ func run(m *testing.M) (int, error) {
 			{"berth", "../../cmd/berth"},
 			{"berth-monitor", "../../cmd/berth-monitor"},
 			{"testbin", "./testbin"},
+			{"nriplugin", "./nriplugin"},
 		} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.name), b.pkg)
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -57,6 +58,7 @@ func run(m *testing.M) (int, error) {
 	berthBinary = filepath.Join(dir, "berth")
 	monitorBinary = filepath.Join(dir, "berth-monitor")
 	testbinBinary = filepath.Join(dir, "testbin")
+	nriPluginBinary = filepath.Join(dir, "nriplugin")
 	return m.Run(), nil
 }
 
