@@ -145,6 +145,12 @@ fuzz:
 
 # Status reads (ContainerStatus, ListContainers) idle and while 8 goroutines
 # create, start, stop and remove containers, berth against containerd 1.6.
+# NRI's cost per CRI call: NRI off, on with no plugin, and with one no-op
+# plugin, berth against containerd 2.4.2 (built once into $(E2E_CACHE)).
+.PHONY: bench-nri
+bench-nri: deps build bin/testbin bin/nriplugin
+	$(GO) run ./bench/nri -berth bin/berth -testbin bin/testbin -plugin bin/nriplugin -cache $(E2E_CACHE) -iterations 30
+
 .PHONY: bench-reads
 bench-reads: deps build bin/testbin
 	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd

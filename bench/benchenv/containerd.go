@@ -21,6 +21,8 @@ import (
 type Containerd struct {
 	cmd    *exec.Cmd
 	Socket string
+	// NRISocket is where NRI plugins connect (containerd 2.x; "" for 1.6).
+	NRISocket string
 }
 
 // StartContainerd runs containerd (Debian's 1.6) with a private root, state

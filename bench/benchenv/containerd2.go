@@ -43,12 +43,14 @@ func EnsureContainerd2(ctx context.Context, cache string) (string, error) {
 // StartContainerd2 runs the containerd 2.x in binDir with a private root,
 // state and sockets: its CRI plugins read the same hosts.toml directory and
 // CNI config as berth and run runcPath, pause:3.10 (from the test registry)
-// as every pod's infra container.
+// as every pod's infra container. NRI serves plugins on its NRISocket.
 func StartContainerd2(ctx context.Context, binDir, dir, hosts, cniConfDir, runcPath string) (*Containerd, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	socket := filepath.Join(dir, "containerd.sock")
+	// Its own NRI socket (NRI is on by default in 2.x), never the host's.
+	nriSocket := filepath.Join(dir, "nri.sock")
 	cfg := fmt.Sprintf(`version = 3
 root = %q
 state = %q
@@ -81,8 +83,16 @@ state = %q
 [plugins."io.containerd.grpc.v1.cri"]
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
+[plugins."io.containerd.nri.v1.nri"]
+  disable = false
+  socket_path = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, filepath.Join(dir, "ttrpc.sock"),
-		filepath.Join(dir, "debug.sock"), hosts, runcPath, cniConfDir)
+		filepath.Join(dir, "debug.sock"), hosts, runcPath, cniConfDir, nriSocket)
 	// Its own shim first: Debian's containerd package ships a 1.6 one.
-	return runContainerd(ctx, filepath.Join(binDir, "containerd"), dir, socket, cfg, []string{"PATH=" + binDir + ":" + os.Getenv("PATH")})
+	c, err := runContainerd(ctx, filepath.Join(binDir, "containerd"), dir, socket, cfg, []string{"PATH=" + binDir + ":" + os.Getenv("PATH")})
+	if err != nil {
+		return nil, err
+	}
+	c.NRISocket = nriSocket
+	return c, nil
 }

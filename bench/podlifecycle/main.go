@@ -28,9 +28,7 @@ import (
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
-const busybox = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
-
-var steps = []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox", hostNetStep}
+var steps = append(slices.Clone(benchenv.LifecycleSteps), hostNetStep)
 
 // hostNetStep is RunPodSandbox of a host-network pod: no CNI (containerd
 // still starts its pause container).
@@ -97,7 +95,7 @@ func run(berthBin, testbin, containerdBin, cache string, iterations, parallel in
 	targets := []*target{{name: "berth", socket: bd.Socket}, {name: "containerd", socket: cd.Socket}}
 	for _, t := range targets {
 		t.times = map[string][]time.Duration{}
-		if err := prepare(ctx, t.socket); err != nil {
+		if err := benchenv.Pull(ctx, t.socket, benchenv.Busybox, "registry.k8s.io/pause:3.6"); err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
@@ -120,9 +118,9 @@ func run(berthBin, testbin, containerdBin, cache string, iterations, parallel in
 			if step == "container lifecycle" {
 				ds = lifecycle[t.name]
 			}
-			med, p90 := percentile(ds, 50), percentile(ds, 90)
+			med, p90 := benchenv.Percentile(ds, 50), benchenv.Percentile(ds, 90)
 			medians = append(medians, med)
-			cells = append(cells, fmt.Sprintf("%6.1f / %6.1f", ms(med), ms(p90)))
+			cells = append(cells, fmt.Sprintf("%6.1f / %6.1f", benchenv.Ms(med), benchenv.Ms(p90)))
 		}
 		fmt.Printf("  %-18s %16s %16s %8.2f\n", step, cells[0], cells[1], float64(medians[0])/float64(medians[1]))
 		if step == "RemovePodSandbox" {
@@ -136,7 +134,7 @@ func run(berthBin, testbin, containerdBin, cache string, iterations, parallel in
 	fmt.Println("  (container lifecycle = create + start + stop + remove, summed per iteration)")
 	fmt.Println("  both: CNI bridge/portmap/loopback; containerd also runs a pause container, berth pins namespaces instead")
 	fmt.Printf("  berth's RunPodSandbox without networking / containerd's with CNI: %.2f\n",
-		float64(percentile(targets[0].times[hostNetStep], 50))/float64(percentile(targets[1].times["RunPodSandbox"], 50)))
+		float64(benchenv.Percentile(targets[0].times[hostNetStep], 50))/float64(benchenv.Percentile(targets[1].times["RunPodSandbox"], 50)))
 	if parallel <= 0 {
 		return nil
 	}
@@ -190,7 +188,7 @@ func burst(ctx context.Context, socket string, n int) (up, down time.Duration, e
 			ctr, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: cfg,
 				Config: &runtime.ContainerConfig{
 					Metadata: &runtime.ContainerMetadata{Name: "c"},
-					Image:    &runtime.ImageSpec{Image: busybox},
+					Image:    &runtime.ImageSpec{Image: benchenv.Busybox},
 					Command:  []string{"sleep", "1000"},
 				}})
 			if err != nil {
@@ -225,127 +223,33 @@ func burst(ctx context.Context, socket string, n int) (up, down time.Duration, e
 	return up, down, errors.Join(errs...)
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func percentile(ds []time.Duration, p int) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*p/100)]
-}
-
-// prepare pulls the images both runtimes need, so no pull is timed.
-func prepare(ctx context.Context, socket string) error {
-	conn, err := e2eenv.Dial(socket)
-	if err != nil {
+// cycle runs one pod with one container through its whole life
+// (benchenv.Cycle), then times RunPodSandbox of a host-network pod.
+func cycle(ctx context.Context, socket string, i int, times map[string][]time.Duration) error {
+	if err := benchenv.Cycle(ctx, socket, fmt.Sprintf("bench-%d", i), times); err != nil {
 		return err
 	}
-	defer conn.Close()
-	is := runtime.NewImageServiceClient(conn)
-	for _, ref := range []string{busybox, "registry.k8s.io/pause:3.6"} {
-		if _, err := is.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: ref}}); err != nil {
-			return fmt.Errorf("pull %s: %w", ref, err)
-		}
-	}
-	return nil
-}
-
-// cycle runs one pod with one container through its whole life, timing
-// each call.
-func cycle(ctx context.Context, socket string, i int, times map[string][]time.Duration) error {
 	conn, err := e2eenv.Dial(socket)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	rt := runtime.NewRuntimeServiceClient(conn)
-	timed := func(step string, f func() error) error {
-		start := time.Now()
-		if err := f(); err != nil {
-			return fmt.Errorf("%s: %w", step, err)
-		}
-		times[step] = append(times[step], time.Since(start))
-		return nil
+	hostCfg := &runtime.PodSandboxConfig{
+		Metadata: &runtime.PodSandboxMetadata{Name: fmt.Sprintf("bench-host-%d", i), Namespace: "bench", Uid: fmt.Sprintf("bench-host-%d", i)},
+		Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE},
+		}},
 	}
-	cfg := &runtime.PodSandboxConfig{
-		Metadata:     &runtime.PodSandboxMetadata{Name: fmt.Sprintf("bench-%d", i), Namespace: "bench", Uid: fmt.Sprintf("bench-%d", i)},
-		Linux:        &runtime.LinuxPodSandboxConfig{},
-		LogDirectory: "",
+	start := time.Now()
+	r, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: hostCfg})
+	if err != nil {
+		return fmt.Errorf("%s: %w", hostNetStep, err)
 	}
-	var podID, ctrID string
-	if err := timed("RunPodSandbox", func() error {
-		r, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
-		podID = r.GetPodSandboxId()
-		return err
-	}); err != nil {
+	times[hostNetStep] = append(times[hostNetStep], time.Since(start))
+	if _, err := rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: r.PodSandboxId}); err != nil {
 		return err
 	}
-	if err := timed("CreateContainer", func() error {
-		r, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: podID, SandboxConfig: cfg,
-			Config: &runtime.ContainerConfig{
-				Metadata: &runtime.ContainerMetadata{Name: "c"},
-				Image:    &runtime.ImageSpec{Image: busybox},
-				Command:  []string{"sleep", "1000"},
-			}})
-		ctrID = r.GetContainerId()
-		return err
-	}); err != nil {
-		return err
-	}
-	for _, s := range []struct {
-		step string
-		f    func() error
-	}{
-		{"StartContainer", func() error {
-			_, err := rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctrID})
-			return err
-		}},
-		{"StopContainer", func() error {
-			_, err := rt.StopContainer(ctx, &runtime.StopContainerRequest{ContainerId: ctrID, Timeout: 0})
-			return err
-		}},
-		{"RemoveContainer", func() error {
-			_, err := rt.RemoveContainer(ctx, &runtime.RemoveContainerRequest{ContainerId: ctrID})
-			return err
-		}},
-		{"StopPodSandbox", func() error {
-			_, err := rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: podID})
-			return err
-		}},
-		{"RemovePodSandbox", func() error {
-			_, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: podID})
-			return err
-		}},
-		{hostNetStep, func() error {
-			hostCfg := &runtime.PodSandboxConfig{
-				Metadata: &runtime.PodSandboxMetadata{Name: fmt.Sprintf("bench-host-%d", i), Namespace: "bench", Uid: fmt.Sprintf("bench-host-%d", i)},
-				Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
-					NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE},
-				}},
-			}
-			r, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: hostCfg})
-			podID = r.GetPodSandboxId()
-			return err
-		}},
-		{"", func() error { // cleanup, not timed
-			if _, err := rt.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
-				return err
-			}
-			_, err := rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: podID})
-			return err
-		}},
-	} {
-		if s.step == "" {
-			if err := s.f(); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := timed(s.step, s.f); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: r.PodSandboxId})
+	return err
 }

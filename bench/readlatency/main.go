@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,8 +93,8 @@ func run(berthBin, testbin, containerdBin, cache string, writers, steady int, d 
 			var p99s []time.Duration
 			for _, t := range targets {
 				ds := results[t.name][phase][read]
-				fmt.Printf("   %6.2f / %6.2f", ms(percentile(ds, 50)), ms(percentile(ds, 99)))
-				p99s = append(p99s, percentile(ds, 99))
+				fmt.Printf("   %6.2f / %6.2f", benchenv.Ms(benchenv.Percentile(ds, 50)), benchenv.Ms(benchenv.Percentile(ds, 99)))
+				p99s = append(p99s, benchenv.Percentile(ds, 99))
 			}
 			if len(p99s) == 2 {
 				fmt.Printf(" %14.2f", float64(p99s[0])/float64(p99s[1]))
@@ -108,7 +107,7 @@ func run(berthBin, testbin, containerdBin, cache string, writers, steady int, d 
 	}
 	for _, t := range targets {
 		for _, read := range []string{"ContainerStatus", "ListContainers", "Version"} {
-			idle, busy := percentile(results[t.name]["idle"][read], 99), percentile(results[t.name]["under writes"][read], 99)
+			idle, busy := benchenv.Percentile(results[t.name]["idle"][read], 99), benchenv.Percentile(results[t.name]["under writes"][read], 99)
 			fmt.Printf("  %s %s p99 under writes / idle: %.2f\n", t.name, read, float64(busy)/float64(idle))
 		}
 	}
@@ -220,17 +219,6 @@ func measure(ctx context.Context, socket string, writers, steady int, d time.Dur
 	close(stop)
 	wg.Wait()
 	return f, errors.Join(append(errs, err)...)
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func percentile(ds []time.Duration, p int) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*p/100)]
 }
 
 // peakRSS is the berth daemon's VmHWM in kB; its PID is in the root's

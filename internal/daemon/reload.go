@@ -48,7 +48,7 @@ func PidFile(state string) string { return filepath.Join(state, "berth.pid") }
 var restartOnly = []string{
 	"address", "root", "state", "image.snapshotter", "image.sandbox_image",
 	"runtime.monitor_path", "runtime.cgroup_driver", "runtime.pause_container",
-	"cni.default_network", "streaming.", "cdi.", "shutdown_timeout",
+	"cni.default_network", "streaming.", "cdi.", "nri.", "shutdown_timeout",
 }
 
 func needsRestart(key string) bool {

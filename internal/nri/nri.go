@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -446,5 +447,12 @@ func (s slogAdapter) Warnf(ctx context.Context, format string, args ...any) {
 	s.l.WarnContext(ctx, fmt.Sprintf(format, args...))
 }
 func (s slogAdapter) Errorf(ctx context.Context, format string, args ...any) {
-	s.l.ErrorContext(ctx, fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if strings.Contains(msg, adaptation.ErrWasmDisabled.Error()) {
+		// berth is built without WASM plugins on purpose (nri_no_wasm);
+		// the adaptation says so as an error at every start.
+		s.l.DebugContext(ctx, msg)
+		return
+	}
+	s.l.ErrorContext(ctx, msg)
 }

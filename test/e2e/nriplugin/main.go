@@ -62,6 +62,7 @@ type Event struct {
 type plugin struct {
 	mu     sync.Mutex
 	events *os.File
+	ready  string // file made once the runtime has synchronized the plugin
 }
 
 func (p *plugin) record(e Event) {
@@ -94,6 +95,11 @@ func (p *plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 		e.Containers = append(e.Containers, c.GetId())
 	}
 	p.record(e)
+	if p.ready != "" {
+		if err := os.WriteFile(p.ready, nil, 0o644); err != nil {
+			return nil, err
+		}
+	}
 	return nil, nil
 }
 
@@ -229,8 +235,9 @@ func main() {
 	idx := flag.String("idx", "50", "plugin index (its place in the order)")
 	events := flag.String("events", "", "file to append events to, one JSON line each")
 	reconnect := flag.Bool("reconnect", false, "connect again whenever the runtime goes away")
+	ready := flag.String("ready", "", "file to make once synchronized")
 	flag.Parse()
-	p := &plugin{}
+	p := &plugin{ready: *ready}
 	if *events != "" {
 		f, err := os.OpenFile(*events, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
