@@ -21,6 +21,12 @@ type Env struct {
 // StartBerth builds that environment under work; extraConfig is appended
 // to berth's config (other tables).
 func StartBerth(ctx context.Context, work, berthBin, testbin, cache string, extraConfig ...string) (*Env, error) {
+	return StartBerthWith(ctx, work, berthBin, testbin, cache, e2eenv.DaemonOptions{ExtraConfig: strings.Join(extraConfig, "\n")})
+}
+
+// StartBerthWith is StartBerth with more of the daemon's options (its
+// binary, directory, registry and CNI are set here).
+func StartBerthWith(ctx context.Context, work, berthBin, testbin, cache string, o e2eenv.DaemonOptions) (*Env, error) {
 	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
 	if err != nil {
 		return nil, err
@@ -30,10 +36,9 @@ func StartBerth(ctx context.Context, work, berthBin, testbin, cache string, extr
 		reg.Close()
 		return nil, err
 	}
-	d, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
-		Binary: berthBin, Dir: filepath.Join(work, "berth"), RegistryConfigPath: reg.HostsDir,
-		CNIConfDir: netd, CNIBinDirs: []string{"/usr/lib/cni"}, ExtraConfig: strings.Join(extraConfig, "\n"),
-	})
+	o.Binary, o.Dir, o.RegistryConfigPath = berthBin, filepath.Join(work, "berth"), reg.HostsDir
+	o.CNIConfDir, o.CNIBinDirs = netd, []string{"/usr/lib/cni"}
+	d, err := e2eenv.StartDaemon(ctx, o)
 	if err != nil {
 		reg.Close()
 		return nil, err

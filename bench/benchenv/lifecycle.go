@@ -33,9 +33,10 @@ func Pull(ctx context.Context, socket string, refs ...string) error {
 	return nil
 }
 
-// Cycle runs one pod (named name) with one busybox container through its
-// whole life, appending each call's duration to times[step].
-func Cycle(ctx context.Context, socket, name string, times map[string][]time.Duration) error {
+// Cycle runs one pod (named name; on the host's network when hostNetwork)
+// with one busybox container through its whole life, appending each
+// call's duration to times[step].
+func Cycle(ctx context.Context, socket, name string, hostNetwork bool, times map[string][]time.Duration) error {
 	conn, err := e2eenv.Dial(socket)
 	if err != nil {
 		return err
@@ -45,6 +46,9 @@ func Cycle(ctx context.Context, socket, name string, times map[string][]time.Dur
 	cfg := &runtime.PodSandboxConfig{
 		Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: name},
 		Linux:    &runtime.LinuxPodSandboxConfig{},
+	}
+	if hostNetwork {
+		cfg.Linux.SecurityContext = &runtime.LinuxSandboxSecurityContext{NamespaceOptions: &runtime.NamespaceOption{Network: runtime.NamespaceMode_NODE}}
 	}
 	var podID, ctrID string
 	for _, s := range []struct {

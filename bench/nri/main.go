@@ -1,9 +1,10 @@
 // Command nri measures what NRI costs a pod's life through CRI, berth
-// against containerd 2.4.2 in the same run: first with NRI disabled (berth
-// only) and enabled with no plugin connected, then with one plugin that
-// subscribes to every event and changes nothing (test/e2e/nriplugin)
-// connected to each runtime's NRI socket. Iterations alternate between the
-// runtimes; the figure per call is the median.
+// against containerd 2.4.2 in the same run: berth with NRI disabled, and
+// each runtime with NRI enabled and no plugin connected and with one plugin
+// that subscribes to every event and changes nothing (test/e2e/nriplugin)
+// — five daemons side by side, iterations interleaved between them; the
+// figure per call is the median. Pods use the host's network: CNI's
+// variance would hide what NRI costs.
 //
 //	go run ./bench/nri -berth bin/berth -testbin bin/testbin -plugin bin/nriplugin -iterations 30
 package main
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berth-cri/berth/bench/benchenv"
+	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
 
 func main() {
@@ -36,9 +38,10 @@ func main() {
 
 // target is one runtime in one setting.
 type target struct {
-	name   string
-	socket string
-	times  map[string][]time.Duration
+	name, socket, nriSocket string
+	plugged                 bool   // a plugin is connected
+	hosts, cniConfDir       string // berth's, which containerd shares
+	times                   map[string][]time.Duration
 }
 
 func run(ctx context.Context, berthBin, testbin, pluginBin, cache, runcPath string, iterations int) error {
@@ -47,51 +50,56 @@ func run(ctx context.Context, berthBin, testbin, pluginBin, cache, runcPath stri
 		return err
 	}
 	defer os.RemoveAll(work)
-	off, err := benchenv.StartBerth(ctx, filepath.Join(work, "off"), berthBin, testbin, cache, "[nri]\nenable = false\n")
-	if err != nil {
-		return err
-	}
-	defer off.Close()
-	on, err := benchenv.StartBerth(ctx, filepath.Join(work, "on"), berthBin, testbin, cache)
-	if err != nil {
-		return err
-	}
-	defer on.Close()
 	containerdDir, err := benchenv.EnsureContainerd2(ctx, cache)
 	if err != nil {
 		return err
 	}
-	cd, err := benchenv.StartContainerd2(ctx, containerdDir, filepath.Join(work, "containerd"), on.Registry.HostsDir, on.CNIConfDir, runcPath)
-	if err != nil {
-		return err
-	}
-	defer cd.Stop()
-
-	berthOff := &target{name: "berth, NRI off", socket: off.Berth.Socket}
-	berthOn := &target{name: "berth, no plugin", socket: on.Berth.Socket}
-	cdOn := &target{name: "containerd, no plugin", socket: cd.Socket}
-	for _, t := range []*target{berthOff, berthOn, cdOn} {
-		if err := benchenv.Pull(ctx, t.socket, benchenv.Busybox, "registry.k8s.io/pause:3.10"); err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
-		}
-	}
-	if err := measure(ctx, "a", iterations, berthOff, berthOn, cdOn); err != nil {
-		return err
-	}
-	for _, sock := range []string{on.Berth.NRISocket, cd.NRISocket} {
-		stop, err := connectPlugin(ctx, pluginBin, sock)
+	// Five daemons side by side, iterations interleaved, so that the
+	// machine's drift reaches every setting alike.
+	var targets []*target
+	for _, s := range []struct {
+		name    string
+		nri     string
+		plugged bool
+	}{{"berth, NRI off", "enable = false", false}, {"berth, no plugin", "", false}, {"berth, 1 plugin", "", true}} {
+		env, err := benchenv.StartBerthWith(ctx, filepath.Join(work, fmt.Sprint(len(targets))), berthBin, testbin, cache, e2eenv.DaemonOptions{NRIConfig: s.nri})
 		if err != nil {
 			return err
 		}
-		defer stop()
+		defer env.Close()
+		targets = append(targets, &target{name: s.name, socket: env.Berth.Socket, nriSocket: env.Berth.NRISocket, plugged: s.plugged,
+			hosts: env.Registry.HostsDir, cniConfDir: env.CNIConfDir})
 	}
-	berthPlugin := &target{name: "berth, 1 plugin", socket: on.Berth.Socket}
-	cdPlugin := &target{name: "containerd, 1 plugin", socket: cd.Socket}
-	if err := measure(ctx, "b", iterations, berthPlugin, cdPlugin); err != nil {
+	for _, plugged := range []bool{false, true} {
+		cd, err := benchenv.StartContainerd2(ctx, containerdDir, filepath.Join(work, fmt.Sprint(len(targets))), targets[0].hosts, targets[0].cniConfDir, runcPath)
+		if err != nil {
+			return err
+		}
+		defer cd.Stop()
+		name := "containerd, no plugin"
+		if plugged {
+			name = "containerd, 1 plugin"
+		}
+		targets = append(targets, &target{name: name, socket: cd.Socket, nriSocket: cd.NRISocket, plugged: plugged})
+	}
+	for _, t := range targets {
+		if err := benchenv.Pull(ctx, t.socket, benchenv.Busybox, "registry.k8s.io/pause:3.10"); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		if t.plugged {
+			stop, err := connectPlugin(ctx, pluginBin, t.nriSocket)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			defer stop()
+		}
+	}
+	if err := measure(ctx, iterations, targets...); err != nil {
 		return err
 	}
 
-	fmt.Printf("NRI's cost per CRI call, %d pod lifecycles per runtime and setting (median ms)\n", iterations)
+	berthOff, berthOn, berthPlugin, cdOn, cdPlugin := targets[0], targets[1], targets[2], targets[3], targets[4]
+	fmt.Printf("NRI's cost per CRI call, %d host-network pod lifecycles per runtime and setting, interleaved (median ms)\n", iterations)
 	fmt.Printf("  %-17s %8s %8s %8s %8s | %8s %8s %8s | %s\n", "call", "berth", "NRI on", "+plugin", "added", "cd2", "+plugin", "added", "berth's added / cd2's")
 	for _, step := range benchenv.LifecycleSteps {
 		med := func(t *target) time.Duration { return benchenv.Percentile(t.times[step], 50) }
@@ -109,14 +117,14 @@ func run(ctx context.Context, berthBin, testbin, pluginBin, cache, runcPath stri
 }
 
 // measure runs iterations pod lifecycles on each target, alternating.
-func measure(ctx context.Context, round string, iterations int, targets ...*target) error {
+func measure(ctx context.Context, iterations int, targets ...*target) error {
 	for _, t := range targets {
 		t.times = map[string][]time.Duration{}
 	}
 	for i := range iterations {
 		for j := range targets {
 			t := targets[(i+j)%len(targets)]
-			if err := benchenv.Cycle(ctx, t.socket, fmt.Sprintf("nri-%s-%d", round, i), t.times); err != nil {
+			if err := benchenv.Cycle(ctx, t.socket, fmt.Sprintf("nri-%d", i), true, t.times); err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
 		}

@@ -226,7 +226,7 @@ func burst(ctx context.Context, socket string, n int) (up, down time.Duration, e
 // cycle runs one pod with one container through its whole life
 // (benchenv.Cycle), then times RunPodSandbox of a host-network pod.
 func cycle(ctx context.Context, socket string, i int, times map[string][]time.Duration) error {
-	if err := benchenv.Cycle(ctx, socket, fmt.Sprintf("bench-%d", i), times); err != nil {
+	if err := benchenv.Cycle(ctx, socket, fmt.Sprintf("bench-%d", i), false, times); err != nil {
 		return err
 	}
 	conn, err := e2eenv.Dial(socket)
