@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/nri/pkg/adaptation"
@@ -76,9 +77,11 @@ func New(cfg Config, name, version string, host Host, logger *slog.Logger) (*NRI
 	if !cfg.Enable {
 		return nil, nil
 	}
-	// The adaptation keeps its logger and timeouts in package state: one
-	// NRI per process.
-	nrilog.Set(slogAdapter{logger.With("component", "nri")})
+	// The adaptation keeps its logger and timeouts in package state (one
+	// NRI per process): its logger is installed once and writes to the
+	// latest NRI's.
+	adaptationLogger.Store(logger.With("component", "nri"))
+	installLogger.Do(func() { nrilog.Set(slogAdapter{}) })
 	if cfg.RegistrationTimeout > 0 {
 		adaptation.SetPluginRegistrationTimeout(cfg.RegistrationTimeout)
 	}
@@ -432,27 +435,34 @@ func (n *NRI) Known(pods []*api.PodSandbox, notReady map[string]bool, containers
 	}
 }
 
-// slogAdapter is the adaptation's logger over slog. Its Info lines (each
-// plugin connecting, the invocation order) are Debug here: a node sees
-// them on every plugin restart.
-type slogAdapter struct{ l *slog.Logger }
+var (
+	adaptationLogger atomic.Pointer[slog.Logger]
+	installLogger    sync.Once
+)
+
+// slogAdapter is the adaptation's logger over slog (adaptationLogger). Its
+// Info lines (each plugin connecting, the invocation order) are Debug
+// here: a node sees them on every plugin restart.
+type slogAdapter struct{}
+
+func (slogAdapter) l() *slog.Logger { return adaptationLogger.Load() }
 
 func (s slogAdapter) Debugf(ctx context.Context, format string, args ...any) {
-	s.l.DebugContext(ctx, fmt.Sprintf(format, args...))
+	s.l().DebugContext(ctx, fmt.Sprintf(format, args...))
 }
 func (s slogAdapter) Infof(ctx context.Context, format string, args ...any) {
-	s.l.DebugContext(ctx, fmt.Sprintf(format, args...))
+	s.l().DebugContext(ctx, fmt.Sprintf(format, args...))
 }
 func (s slogAdapter) Warnf(ctx context.Context, format string, args ...any) {
-	s.l.WarnContext(ctx, fmt.Sprintf(format, args...))
+	s.l().WarnContext(ctx, fmt.Sprintf(format, args...))
 }
 func (s slogAdapter) Errorf(ctx context.Context, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if strings.Contains(msg, adaptation.ErrWasmDisabled.Error()) {
 		// berth is built without WASM plugins on purpose (nri_no_wasm);
 		// the adaptation says so as an error at every start.
-		s.l.DebugContext(ctx, msg)
+		s.l().DebugContext(ctx, msg)
 		return
 	}
-	s.l.ErrorContext(ctx, msg)
+	s.l().ErrorContext(ctx, msg)
 }
