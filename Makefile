@@ -5,6 +5,8 @@ export PATH := /usr/local/go/bin:$(PATH)
 export GOFLAGS := -buildvcs=false -tags=nri_no_wasm
 
 GO ?= go
+# berth-pause, a shared PID namespace's init: freestanding C, no libc.
+PAUSE_CC := gcc -Os -static -nostdlib -fno-stack-protector -fno-asynchronous-unwind-tables -s -Wall -Werror
 VERSION ?= $(shell hack/version.sh)
 LDFLAGS := -X github.com/berth-cri/berth/internal/version.Version=$(VERSION)
 # Flags for `make run`; e.g. make run RUN_FLAGS="--log-level debug".
@@ -21,6 +23,7 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/berth ./cmd/berth
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w $(LDFLAGS)" -o bin/berth-monitor ./cmd/berth-monitor
+	$(PAUSE_CC) -o bin/berth-pause cmd/berth-pause/pause.c
 
 bin/testbin: $(wildcard test/e2e/testbin/*.go)
 	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o bin/testbin ./test/e2e/testbin

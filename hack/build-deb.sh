@@ -2,7 +2,7 @@
 # Builds the Debian package from bin/ (make build; $BERTH_BIN_DIR when set)
 # into OUTDIR:
 #   hack/build-deb.sh OUTDIR
-# berth_<version>_<arch>.deb: /usr/bin/berth and berth-monitor, the
+# berth_<version>_<arch>.deb: /usr/bin/berth, berth-monitor and berth-pause, the
 # systemd unit, /etc/berth/config.toml as a conffile; it depends on an OCI
 # runtime, the CNI plugins and iptables, and enables and starts berth where
 # systemd runs. Prints the package's path.

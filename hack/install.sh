@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs berth from bin/ (make build; $BERTH_BIN_DIR when set) under DESTDIR:
 #   hack/install.sh DESTDIR BINDIR SYSCONFDIR UNITDIR
-# the daemon and its monitor side by side in BINDIR (the daemon finds the
-# monitor next to itself), SYSCONFDIR/berth/config.toml with every default
+# the daemon, its monitor and the monitor's PID namespace init side by side
+# in BINDIR (each finds the next beside itself), SYSCONFDIR/berth/config.toml with every default
 # (`berth config default`) unless one is there, and UNITDIR/berth.service.
 # `make install` and `make deb` both use it.
 set -eu
@@ -11,6 +11,7 @@ destdir=$1 bindir=$2 sysconfdir=$3 unitdir=$4
 bin=${BERTH_BIN_DIR:-bin}
 install -D -m 0755 "$bin/berth" "$destdir$bindir/berth"
 install -D -m 0755 "$bin/berth-monitor" "$destdir$bindir/berth-monitor"
+install -D -m 0755 "$bin/berth-pause" "$destdir$bindir/berth-pause"
 config="$destdir$sysconfdir/berth/config.toml"
 if [ ! -e "$config" ]; then
 	install -d -m 0755 "$(dirname "$config")"

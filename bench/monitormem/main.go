@@ -1,8 +1,10 @@
-// Command monitormem measures the memory of a pod's monitor: it runs berth
-// with the busybox test image, starts a pod with two running containers, and
-// reads the monitor's /proc/PID/smaps_rollup. Private memory (Private_Clean
-// + Private_Dirty) is what each extra pod costs; RSS includes pages shared
-// with other monitors (the binary's text).
+// Command monitormem measures the memory of berth's processes per pod: it
+// runs berth with the busybox test image, starts pods of two shapes — a PID
+// namespace per container (kubelet's), and one shared by the pod, whose
+// init is berth-pause — each with two running containers, and reads the
+// /proc/PID/smaps_rollup of each pod's monitor and init. Private memory
+// (Private_Clean + Private_Dirty) is what each extra pod costs; RSS
+// includes pages shared with other pods' processes (the binaries' text).
 //
 //	go run ./bench/monitormem -berth bin/berth -testbin bin/testbin [-pods 1]
 package main
@@ -10,6 +12,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -28,7 +31,7 @@ func main() {
 	berth := flag.String("berth", "bin/berth", "berth binary (berth-monitor next to it)")
 	testbin := flag.String("testbin", "bin/testbin", "static testbin for the images")
 	cache := flag.String("cache", "/var/cache/berth-e2e", "e2e cache (busybox package)")
-	pods := flag.Int("pods", 1, "pods to run, each with two containers")
+	pods := flag.Int("pods", 1, "pods of each shape to run, each with two containers")
 	flag.Parse()
 	if err := run(*berth, *testbin, *cache, *pods); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/monitormem:", err)
@@ -58,56 +61,89 @@ func run(berth, testbin, cache string, pods int) error {
 	if _, err := is.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
 		return err
 	}
-	var ids []string
+	type pod struct {
+		id, shape string
+	}
+	var made []pod
 	defer func() {
-		for _, id := range ids {
-			rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: id})
+		for _, p := range made {
+			rt.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: p.id})
 		}
 	}()
+	// kubelet's shape (a PID namespace per container) and a shared one,
+	// whose PID namespace has its own init (berth-pause).
+	shapes := []struct {
+		name string
+		pid  runtime.NamespaceMode
+	}{{"pid CONTAINER", runtime.NamespaceMode_CONTAINER}, {"pid POD", runtime.NamespaceMode_POD}}
 	for i := range pods {
-		cfg := &runtime.PodSandboxConfig{Metadata: &runtime.PodSandboxMetadata{
-			Name: fmt.Sprintf("mem-%d", i), Namespace: "bench", Uid: fmt.Sprintf("mem-%d", i)}}
-		pod, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
-		if err != nil {
-			return err
-		}
-		ids = append(ids, pod.PodSandboxId)
-		for _, c := range []string{"a", "b"} {
-			ctr, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{
-				PodSandboxId: pod.PodSandboxId, SandboxConfig: cfg,
-				Config: &runtime.ContainerConfig{
-					Metadata: &runtime.ContainerMetadata{Name: c},
-					Image:    &runtime.ImageSpec{Image: busybox},
-					Command:  []string{"sh", "-c", "while true; do echo " + c + "; sleep 1; done"},
-				},
-			})
+		for _, shape := range shapes {
+			name := fmt.Sprintf("mem-%d-%d", i, shape.pid)
+			cfg := &runtime.PodSandboxConfig{
+				Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: name},
+				Linux: &runtime.LinuxPodSandboxConfig{SecurityContext: &runtime.LinuxSandboxSecurityContext{
+					NamespaceOptions: &runtime.NamespaceOption{Pid: shape.pid},
+				}},
+			}
+			resp, err := rt.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
 			if err != nil {
 				return err
 			}
-			if _, err := rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
-				return err
+			made = append(made, pod{resp.PodSandboxId, shape.name})
+			for _, c := range []string{"a", "b"} {
+				ctr, err := rt.CreateContainer(ctx, &runtime.CreateContainerRequest{
+					PodSandboxId: resp.PodSandboxId, SandboxConfig: cfg,
+					Config: &runtime.ContainerConfig{
+						Metadata: &runtime.ContainerMetadata{Name: c},
+						Image:    &runtime.ImageSpec{Image: busybox},
+						Command:  []string{"sh", "-c", "while true; do echo " + c + "; sleep 1; done"},
+						Linux: &runtime.LinuxContainerConfig{SecurityContext: &runtime.LinuxContainerSecurityContext{
+							NamespaceOptions: &runtime.NamespaceOption{Pid: shape.pid},
+						}},
+					},
+				})
+				if err != nil {
+					return err
+				}
+				if _, err := rt.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	fmt.Printf("berth-monitor memory, %d pod(s) with two running containers each (/proc/PID/smaps_rollup):\n", pods)
-	for _, id := range ids {
-		st, err := rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: id, Verbose: true})
+	fmt.Printf("berth's processes per pod, %d pod(s) of each shape with two running containers each (/proc/PID/smaps_rollup):\n", pods)
+	for _, p := range made {
+		st, err := rt.PodSandboxStatus(ctx, &runtime.PodSandboxStatusRequest{PodSandboxId: p.id, Verbose: true})
 		if err != nil {
 			return err
 		}
-		info := st.Info["info"]
-		i := strings.Index(info, `"pid":`)
-		rest := info[i+len(`"pid":`):]
-		pid, err := strconv.Atoi(rest[:strings.IndexAny(rest, ",}")])
-		if err != nil {
-			return fmt.Errorf("monitor pid: %w", err)
+		var info struct {
+			MonitorPid int `json:"monitorPid"`
+			PausePid   int `json:"pausePid"`
 		}
-		m, err := smapsRollup(pid)
-		if err != nil {
-			return err
+		if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil {
+			return fmt.Errorf("verbose pod info: %w", err)
 		}
-		fmt.Printf("  pod %s monitor pid %d: RSS %.2f MB, private %.2f MB (clean %.2f + dirty %.2f), PSS %.2f MB\n",
-			id[:12], pid, mb(m["Rss"]), mb(m["Private_Clean"]+m["Private_Dirty"]), mb(m["Private_Clean"]), mb(m["Private_Dirty"]), mb(m["Pss"]))
+		total := map[string]int{}
+		var parts []string
+		for _, proc := range []struct {
+			name string
+			pid  int
+		}{{"monitor", info.MonitorPid}, {"pause", info.PausePid}} {
+			if proc.pid <= 0 {
+				continue
+			}
+			m, err := smapsRollup(proc.pid)
+			if err != nil {
+				return err
+			}
+			for k, v := range m {
+				total[k] += v
+			}
+			parts = append(parts, fmt.Sprintf("%s RSS %.2f / private %.2f", proc.name, mb(m["Rss"]), mb(m["Private_Clean"]+m["Private_Dirty"])))
+		}
+		fmt.Printf("  pod %s (%s): RSS %.2f MB, private %.2f MB, PSS %.2f MB  [%s]\n",
+			p.id[:12], p.shape, mb(total["Rss"]), mb(total["Private_Clean"]+total["Private_Dirty"]), mb(total["Pss"]), strings.Join(parts, "; "))
 	}
 	return nil
 }

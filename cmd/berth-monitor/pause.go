@@ -3,13 +3,19 @@ package main
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 )
 
+// pauseBinary is the PID namespace init shipped beside the monitor
+// (cmd/berth-pause, a few kB of C).
+const pauseBinary = "berth-pause"
+
 // startPause starts, once, the init process of the pod's shared PID
-// namespace: this binary again, with --pause, in a new PID namespace.
-// Containers join it through /proc/PID/ns/pid. It is the monitor's child,
-// so it outlives the daemon as the containers do.
+// namespace, in a new PID namespace: berth-pause from beside this binary,
+// or this binary again with --pause (a Go runtime, a few MB more per pod)
+// when it is missing. Containers join it through /proc/PID/ns/pid. It is
+// the monitor's child, so it outlives the daemon as the containers do.
 func (m *monitor) startPause() (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -20,6 +26,11 @@ func (m *monitor) startPause() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	cmd := exec.Command(filepath.Join(filepath.Dir(self), pauseBinary))
+	if _, err := os.Stat(cmd.Path); err != nil {
+		m.logger.Warn("no "+pauseBinary+" beside the monitor; the monitor itself is the pod's PID namespace init", "error", err)
+		cmd = exec.Command(self, "--pause")
+	}
 	// The pause process reads the lifeline until EOF: the write end stays
 	// here, so it closes when the monitor dies, even by SIGKILL.
 	lifeR, lifeW, err := os.Pipe()
@@ -27,7 +38,6 @@ func (m *monitor) startPause() (int, error) {
 		return 0, err
 	}
 	defer lifeR.Close()
-	cmd := exec.Command(self, "--pause")
 	cmd.ExtraFiles = []*os.File{lifeR} // fd 3
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
 	if _, err := m.reaper.Start(cmd); err != nil {

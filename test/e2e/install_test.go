@@ -74,7 +74,7 @@ func TestInstall(t *testing.T) {
 	dest := t.TempDir()
 	bin := filepath.Dir(berthBinary)
 	runScript(t, "install.sh", dest, "/usr/local/bin", "/etc", "/etc/systemd/system")
-	for _, name := range []string{"berth", "berth-monitor"} {
+	for _, name := range []string{"berth", "berth-monitor", "berth-pause"} {
 		p := filepath.Join(dest, "usr/local/bin", name)
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o755 {
 			t.Errorf("%s: %v %v", p, fi.Mode(), err)
@@ -100,7 +100,7 @@ func TestInstall(t *testing.T) {
 		t.Error("a second install replaced the operator's config")
 	}
 	runScript(t, "uninstall.sh", dest, "/usr/local/bin", "/etc/systemd/system")
-	for _, p := range []string{"usr/local/bin/berth", "usr/local/bin/berth-monitor", "etc/systemd/system/berth.service"} {
+	for _, p := range []string{"usr/local/bin/berth", "usr/local/bin/berth-monitor", "usr/local/bin/berth-pause", "etc/systemd/system/berth.service"} {
 		if _, err := os.Stat(filepath.Join(dest, p)); !os.IsNotExist(err) {
 			t.Errorf("%s still there after uninstall: %v", p, err)
 		}
@@ -134,7 +134,7 @@ func TestDebianPackage(t *testing.T) {
 	if out, err := exec.Command("dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb -x: %v %s", err, out)
 	}
-	for _, name := range []string{"berth", "berth-monitor"} {
+	for _, name := range []string{"berth", "berth-monitor", "berth-pause"} {
 		sameFile(t, filepath.Join(root, "usr/bin", name), filepath.Join(filepath.Dir(berthBinary), name))
 	}
 	verifyUnit(t, filepath.Join(root, "lib/systemd/system/berth.service"), root, "/usr/bin")

@@ -54,6 +54,11 @@ func run(m *testing.M) (int, error) {
 				return 0, fmt.Errorf("build %s: %v\n%s", b.name, err, out)
 			}
 		}
+		cmd := exec.Command("gcc", "-Os", "-static", "-nostdlib", "-fno-stack-protector", "-s",
+			"-o", filepath.Join(dir, "berth-pause"), "../../cmd/berth-pause/pause.c")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("build berth-pause: %v\n%s", err, out)
+		}
 	}
 	berthBinary = filepath.Join(dir, "berth")
 	monitorBinary = filepath.Join(dir, "berth-monitor")

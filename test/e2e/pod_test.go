@@ -342,8 +342,8 @@ func TestSharedPodPIDNamespace(t *testing.T) {
 	if !strings.Contains(out, "sleep 1001") || !strings.Contains(out, "sleep 1002") {
 		t.Errorf("containers do not see each other's processes:\n%s", out)
 	}
-	if !strings.Contains(out, "--pause") {
-		t.Errorf("PID 1 of the pod is not the pause process:\n%s", out)
+	if !strings.Contains(out, "berth-pause") {
+		t.Errorf("PID 1 of the pod is not berth-pause:\n%s", out)
 	}
 }
 
