@@ -109,6 +109,9 @@ func nriContainer(c store.Container, sp *specs.Spec) *nriapi.Container {
 		ctr.Linux.Devices = nriapi.FromOCILinuxDevices(l.Devices)
 		ctr.Linux.Resources = nriapi.FromOCILinuxResources(l.Resources, nil)
 		ctr.Linux.Sysctl = l.Sysctl
+		if l.Seccomp != nil {
+			ctr.Linux.SeccompPolicy = nriapi.FromOCILinuxSeccomp(l.Seccomp)
+		}
 		if l.CgroupsPath != "" {
 			ctr.Linux.CgroupsPath = l.CgroupsPath
 		}

@@ -186,7 +186,8 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // TestNRIAdjustments: a plugin adjusts a container as it is created —
 // environment, annotation, mount, device, rlimit, OOM score, memory limit,
-// CDI device, poststart hook, cgroups path — and each is in force inside
+// CDI device, poststart hook, cgroups path, seccomp policy — and each is in
+// force inside
 // the container (and in its status); the plugin sees each lifecycle point
 // once, in order.
 func TestNRIAdjustments(t *testing.T) {
@@ -220,6 +221,7 @@ devices:
 		"nri.test/cdi-device":   "nri.test/device=one",
 		"nri.test/hook-file":    hookFile,
 		"nri.test/cgroups-path": cgroupsPath,
+		"nri.test/seccomp-deny": "mkdir,mkdirat",
 	}, "sleep", "1000")
 	if err != nil {
 		t.Fatalf("CreateContainer: %v", err)
@@ -239,6 +241,7 @@ devices:
 		{"device", "stat -c '%F %t:%T' /dev/nri-zero && head -c 3 /dev/nri-zero | wc -c", "character special file 1:5\n3"},
 		{"rlimit", "grep 'Max open files' /proc/$(pidof sleep)/limits | tr -s ' ' | cut -d' ' -f4,5", "1234 1234"},
 		{"oom score", "cat /proc/$(pidof sleep)/oom_score_adj", "900"},
+		{"seccomp", "mkdir /tmp/nri-denied 2>&1 || true", "mkdir: can't create directory '/tmp/nri-denied': Operation not permitted"},
 	} {
 		out, _ := p.exec(t, ctr, "sh", "-c", c.cmd)
 		if out = strings.TrimSpace(out); out != c.want {

@@ -44,6 +44,9 @@ const (
 	HookFile = "nri.test/hook-file"
 	// CgroupsPath replaces the container's cgroups path.
 	CgroupsPath = "nri.test/cgroups-path"
+	// SeccompDeny is a comma-separated list of system calls the plugin's
+	// seccomp policy (all else allowed) refuses with EPERM.
+	SeccompDeny = "nri.test/seccomp-deny"
 	// UpdateMemory replaces the memory limit of an UpdateContainer.
 	UpdateMemory = "nri.test/update-memory"
 )
@@ -169,6 +172,14 @@ func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *ap
 	}
 	if cg := a[CgroupsPath]; cg != "" {
 		adj.SetLinuxCgroupsPath(cg)
+	}
+	if deny := a[SeccompDeny]; deny != "" {
+		adj.SetLinuxSeccompPolicy(&api.LinuxSeccomp{
+			DefaultAction: "SCMP_ACT_ALLOW",
+			Syscalls: []*api.LinuxSyscall{{
+				Names: strings.Split(deny, ","), Action: "SCMP_ACT_ERRNO", ErrnoRet: &api.OptionalUInt32{Value: 1},
+			}},
+		})
 	}
 	return adj, nil, nil
 }
