@@ -187,9 +187,8 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // TestNRIAdjustments: a plugin adjusts a container as it is created —
 // environment, annotation, mount, device, rlimit, OOM score, memory limit,
 // CDI device, poststart hook, cgroups path, seccomp policy — and each is in
-// force inside
-// the container (and in its status); the plugin sees each lifecycle point
-// once, in order.
+// force inside the container (and in its status); the plugin sees each
+// lifecycle point once, in order.
 func TestNRIAdjustments(t *testing.T) {
 	cdiDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(cdiDir, "nri-test.yaml"), []byte(`cdiVersion: "0.6.0"
