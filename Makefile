@@ -152,7 +152,7 @@ fuzz:
 # plugin, berth against containerd 2.4.2 (built once into $(E2E_CACHE)).
 .PHONY: bench-nri
 bench-nri: deps build bin/testbin bin/nriplugin
-	$(GO) run ./bench/nri -berth bin/berth -testbin bin/testbin -plugin bin/nriplugin -cache $(E2E_CACHE) -iterations 30
+	$(GO) run ./bench/nri -berth bin/berth -testbin bin/testbin -plugin bin/nriplugin -cache $(E2E_CACHE) -iterations 200
 
 .PHONY: bench-reads
 bench-reads: deps build bin/testbin

@@ -112,3 +112,23 @@ func Percentile(ds []time.Duration, p int) time.Duration {
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)]
 }
+
+// TrimmedMean is the mean of ds without its lowest and highest quarter
+// (the interquartile mean): steadier than the median when comparing
+// shifts far smaller than the spread.
+func TrimmedMean(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	mid := s[len(s)/4 : len(s)-len(s)/4]
+	if len(mid) == 0 {
+		mid = s
+	}
+	var sum time.Duration
+	for _, d := range mid {
+		sum += d
+	}
+	return sum / time.Duration(len(mid))
+}

@@ -3,7 +3,7 @@
 // each runtime with NRI enabled and no plugin connected and with one plugin
 // that subscribes to every event and changes nothing (test/e2e/nriplugin)
 // — five daemons side by side, iterations interleaved between them; the
-// figure per call is the median. Pods use the host's network: CNI's
+// figure per call is the interquartile mean. Pods use the host's network: CNI's
 // variance would hide what NRI costs.
 //
 //	go run ./bench/nri -berth bin/berth -testbin bin/testbin -plugin bin/nriplugin -iterations 30
@@ -99,10 +99,10 @@ func run(ctx context.Context, berthBin, testbin, pluginBin, cache, runcPath stri
 	}
 
 	berthOff, berthOn, berthPlugin, cdOn, cdPlugin := targets[0], targets[1], targets[2], targets[3], targets[4]
-	fmt.Printf("NRI's cost per CRI call, %d host-network pod lifecycles per runtime and setting, interleaved (median ms)\n", iterations)
+	fmt.Printf("NRI's cost per CRI call, %d host-network pod lifecycles per runtime and setting, interleaved (interquartile mean, ms)\n", iterations)
 	fmt.Printf("  %-17s %8s %8s %8s %8s | %8s %8s %8s | %s\n", "call", "berth", "NRI on", "+plugin", "added", "cd2", "+plugin", "added", "berth's added / cd2's")
 	for _, step := range benchenv.LifecycleSteps {
-		med := func(t *target) time.Duration { return benchenv.Percentile(t.times[step], 50) }
+		med := func(t *target) time.Duration { return benchenv.TrimmedMean(t.times[step]) }
 		bAdded, cAdded := med(berthPlugin)-med(berthOn), med(cdPlugin)-med(cdOn)
 		ratio := "-"
 		if cAdded > 0 {
@@ -112,6 +112,12 @@ func run(ctx context.Context, berthBin, testbin, pluginBin, cache, runcPath stri
 			benchenv.Ms(med(berthOff)), benchenv.Ms(med(berthOn)), benchenv.Ms(med(berthPlugin)), benchenv.Ms(bAdded),
 			benchenv.Ms(med(cdOn)), benchenv.Ms(med(cdPlugin)), benchenv.Ms(cAdded), ratio)
 	}
+	var bSum, cSum time.Duration
+	for _, step := range benchenv.LifecycleSteps {
+		bSum += benchenv.TrimmedMean(berthPlugin.times[step]) - benchenv.TrimmedMean(berthOn.times[step])
+		cSum += benchenv.TrimmedMean(cdPlugin.times[step]) - benchenv.TrimmedMean(cdOn.times[step])
+	}
+	fmt.Printf("  %-17s %35.2f | %26.2f | %.2f\n", "whole lifecycle", benchenv.Ms(bSum), benchenv.Ms(cSum), float64(bSum)/float64(cSum))
 	fmt.Println("  berth: NRI off / NRI on, no plugin / one no-op plugin on every event; cd2: containerd 2.4.2, NRI on")
 	return nil
 }
