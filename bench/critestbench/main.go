@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"time"
 
@@ -57,7 +56,7 @@ func run(berthBin, testbin, containerdBin, cache string, n int) error {
 		return err
 	}
 
-	results := map[string]map[string]time.Duration{}
+	results := map[string]map[string][]time.Duration{}
 	// One runtime at a time: berth is stopped before containerd starts.
 	results["berth"], err = bench(ctx, critest, env.Berth.Socket, params, filepath.Join(work, "out-berth"))
 	env.Berth.Stop()
@@ -79,24 +78,36 @@ func run(berthBin, testbin, containerdBin, cache string, n int) error {
 		ops = append(ops, op)
 	}
 	sort.Strings(ops)
-	fmt.Printf("critest -benchmark, %d per benchmark, serial (median ms)\n", n)
-	fmt.Printf("  %-42s %10s %12s %7s\n", "operation", "berth", "containerd", "ratio")
+	fmt.Printf("critest -benchmark, %d per benchmark, serial (ms)\n", n)
+	fmt.Printf("  %-42s %16s %16s %7s  %s\n", "operation", "berth p50 / p99", "cd p50 / p99", "p50 ×", "tail goals: p99 ≤ 3× own p50, ≤ containerd's p99")
 	for _, op := range ops {
 		b, c := results["berth"][op], results["containerd"][op]
+		bp50, bp99 := benchenv.Percentile(b, 50), benchenv.Percentile(b, 99)
+		cp50, cp99 := benchenv.Percentile(c, 50), benchenv.Percentile(c, 99)
 		ratio := 0.0
-		if c > 0 {
-			ratio = float64(b) / float64(c)
+		if cp50 > 0 {
+			ratio = float64(bp50) / float64(cp50)
 		}
-		fmt.Printf("  %-42s %10.1f %12.1f %7.2f\n", op, ms(b), ms(c), ratio)
+		goals := "ok"
+		switch {
+		case bp99 > 3*bp50 && bp99 > cp99:
+			goals = "MISSED both"
+		case bp99 > 3*bp50:
+			goals = fmt.Sprintf("MISSED: p99 %.1f× p50", float64(bp99)/float64(bp50))
+		case bp99 > cp99:
+			goals = "MISSED: p99 above containerd's"
+		}
+		fmt.Printf("  %-42s %7.1f / %6.1f %7.1f / %6.1f %7.2f  %s\n", op, ms(bp50), ms(bp99), ms(cp50), ms(cp99), ratio, goals)
 	}
+	fmt.Println("  (p99 of 40 samples is the second largest)")
 	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// bench runs critest's benchmarks against socket and returns the median of
-// every operation, named "<benchmark file>/<operation>".
-func bench(ctx context.Context, critest, socket, params, out string) (map[string]time.Duration, error) {
+// bench runs critest's benchmarks against socket and returns the samples
+// of every operation, named "<benchmark file>/<operation>".
+func bench(ctx context.Context, critest, socket, params, out string) (map[string][]time.Duration, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}
@@ -113,7 +124,7 @@ func bench(ctx context.Context, critest, socket, params, out string) (map[string
 		return nil, fmt.Errorf("critest -benchmark: %v (log %s)", err, log.Name())
 	}
 	files, _ := filepath.Glob(filepath.Join(out, "*.json"))
-	medians := map[string]time.Duration{}
+	samples := map[string][]time.Duration{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -129,21 +140,19 @@ func bench(ctx context.Context, critest, socket, params, out string) (map[string
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		for i, name := range set.OperationsNames {
-			var ds []int64
+			var ds []time.Duration
 			for _, dp := range set.Datapoints {
 				if i < len(dp.OperationsDurationsNs) {
-					ds = append(ds, dp.OperationsDurationsNs[i])
+					ds = append(ds, time.Duration(dp.OperationsDurationsNs[i]))
 				}
 			}
-			if len(ds) == 0 {
-				continue
+			if len(ds) > 0 {
+				samples[filepath.Base(f[:len(f)-len(".json")])+"/"+name] = ds
 			}
-			slices.Sort(ds)
-			medians[filepath.Base(f[:len(f)-len(".json")])+"/"+name] = time.Duration(ds[len(ds)/2])
 		}
 	}
-	if len(medians) == 0 {
+	if len(samples) == 0 {
 		return nil, fmt.Errorf("critest wrote no benchmark data in %s", out)
 	}
-	return medians, nil
+	return samples, nil
 }
