@@ -18,6 +18,7 @@ import (
 
 	"github.com/containerd/console"
 	runc "github.com/containerd/go-runc"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-cri/berth/internal/atomicfile"
 	"github.com/berth-cri/berth/internal/beneath"
@@ -338,16 +339,18 @@ func (m *monitor) waitExit(c *container, exited chan runc.Exit) {
 	m.release(c)
 }
 
-// release deletes the exited container's runtime state and cgroup. The
-// runtime logs to the monitor's log here, not the bundle's: the daemon may
-// be removing the bundle meanwhile.
+// release deletes the exited container's runtime state and cgroup, and
+// unmounts its root file system: nothing uses an exited container's, and
+// unmounting here takes it off RemoveContainer's path (which unmounts
+// whatever is left, and removes the snapshot; a container never runs
+// twice). The runtime logs to the monitor's log here, not the bundle's: the
+// daemon may be removing the bundle meanwhile.
 func (m *monitor) release(c *container) {
 	rc := *c.runc
 	rc.Log = ""
 	// Its init has exited: a plain delete suffices, and current runc's
 	// --force costs 100 ms even then (it waits for a kill to land). Force
-	// only when processes of the container still run (a shared PID
-	// namespace keeps them after init).
+	// only when processes of the container still run.
 	if err := rc.Delete(context.Background(), c.id, &runc.DeleteOpts{}); err != nil {
 		if err := rc.Delete(context.Background(), c.id, &runc.DeleteOpts{Force: true}); err != nil {
 			m.logger.Warn("runtime delete after exit", "id", c.id, "error", err)
@@ -357,6 +360,14 @@ func (m *monitor) release(c *container) {
 	// load; finish its job rather than leak the cgroup.
 	if err := cgroup.Remove(c.facts.cgroupsPath); err != nil {
 		m.logger.Warn("container cgroup not removed", "id", c.id, "error", err)
+	}
+	// After the runtime's delete: its poststop hooks may read the rootfs.
+	switch err := unix.Unmount(layout.Bundle(c.bundle).Rootfs(), 0); {
+	case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+	case errors.Is(err, unix.EBUSY):
+		m.logger.Info("root file system still busy after exit; RemoveContainer unmounts it", "id", c.id)
+	default:
+		m.logger.Warn("unmount root file system after exit", "id", c.id, "error", err)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berth-cri/berth/internal/image"
 	"github.com/berth-cri/berth/internal/layout"
 	"github.com/berth-cri/berth/internal/spec"
 	"github.com/berth-cri/berth/internal/store"
@@ -300,18 +301,26 @@ func containerLogFile(dir, rel string) (string, error) {
 	return p, nil
 }
 
-// cleanupBundle unmounts the image volumes and the rootfs, removes their
-// snapshots and the bundle. A directory that may still hold a mount is
-// never deleted.
+// cleanupBundle unmounts the image volumes and the rootfs (which the
+// monitor unmounts already when the container exits), then removes the
+// rootfs snapshot and the bundle — at once: they are independent once
+// nothing is mounted. A directory that may still hold a mount is never
+// deleted.
 func (s *Service) cleanupBundle(ctx context.Context, c store.Container) error {
 	if err := s.unmountImageVolumes(ctx, c); err != nil {
 		return err
 	}
-	if err := s.images.UnmountRootfs(ctx, c.SnapshotKey, layout.Bundle(c.Bundle).Rootfs()); err != nil {
+	if err := image.Unmount(layout.Bundle(c.Bundle).Rootfs()); err != nil {
 		return fmt.Errorf("container %s: %w", c.ID, err)
 	}
-	if err := os.RemoveAll(c.Bundle); err != nil {
-		return fmt.Errorf("remove bundle of container %s: %w", c.ID, err)
+	snapshotErr := make(chan error, 1)
+	go func() { snapshotErr <- s.images.RemoveSnapshot(ctx, c.SnapshotKey) }()
+	dirErr := os.RemoveAll(c.Bundle)
+	if err := <-snapshotErr; err != nil {
+		return fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	if dirErr != nil {
+		return fmt.Errorf("remove bundle of container %s: %w", c.ID, dirErr)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 
 	"github.com/containerd/errdefs"
@@ -25,7 +26,7 @@ func (s *Service) RemoveContainer(ctx context.Context, r *runtime.RemoveContaine
 		return nil, err
 	}
 	defer release()
-	if err := s.removeContainer(ctx, c); err != nil {
+	if err := s.removeContainer(ctx, c, true); err != nil {
 		return nil, err
 	}
 	return &runtime.RemoveContainerResponse{}, nil
@@ -69,8 +70,10 @@ func (s *Service) killUnrecorded(ctx context.Context, client monitorClient, c st
 }
 
 // removeContainer kills, forgets, unmounts and deletes a container; every
-// step tolerates having been done already.
-func (s *Service) removeContainer(ctx context.Context, c store.Container) error {
+// step tolerates having been done already. With later, its files go after
+// the call (bundleCleanups): the container is gone from the record and the
+// monitor when it returns, its mounts and directories moments later.
+func (s *Service) removeContainer(ctx context.Context, c store.Container, later bool) error {
 	if err := s.stopContainer(ctx, c, 0, syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -94,16 +97,99 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container) error 
 			s.logger.WarnContext(ctx, "container cgroup not removed", "id", c.ID, "error", err)
 		}
 	}
-	if err := s.cleanupBundle(ctx, c); err != nil {
-		return err
+	if !later {
+		if err := s.cleanupBundle(ctx, c); err != nil {
+			return err
+		}
 	}
 	if err := s.store.Containers.Delete(c.ID); err != nil && !errdefs.IsNotFound(err) {
 		return err
+	}
+	if later {
+		s.cleanups.start(s, c)
 	}
 	if podErr == nil {
 		s.nriRemoved(ctx, c, sb)
 	}
 	s.stats.Forget(c.CgroupsPath)
 	s.logger.InfoContext(ctx, "container removed", "id", c.ID)
+	return nil
+}
+
+// bundleCleanups are the files of removed containers being cleaned up
+// after their RemoveContainer returned: unmounting a root file system and
+// removing a snapshot and a bundle cost a few ms that no caller needs to
+// wait for (containerd, too, leaves a removed container's snapshot to its
+// garbage collector). RemovePodSandbox waits for its pod's, and finishes
+// those that failed; recovery removes any a crash interrupted (a bundle
+// without a record).
+type bundleCleanups struct {
+	mu      sync.Mutex
+	pending map[string]map[string]*bundleCleanup // pod ID -> container ID; guarded by mu
+}
+
+type bundleCleanup struct {
+	c    store.Container
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// start cleans up a removed container's files in the background.
+func (b *bundleCleanups) start(s *Service, c store.Container) {
+	bc := &bundleCleanup{c: c, done: make(chan struct{})}
+	b.mu.Lock()
+	if b.pending == nil {
+		b.pending = map[string]map[string]*bundleCleanup{}
+	}
+	if b.pending[c.SandboxID] == nil {
+		b.pending[c.SandboxID] = map[string]*bundleCleanup{}
+	}
+	b.pending[c.SandboxID][c.ID] = bc
+	b.mu.Unlock()
+	s.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		bc.err = s.cleanupBundle(ctx, c)
+		close(bc.done)
+		if bc.err != nil {
+			s.logger.Warn("removed container's files not cleaned up; RemovePodSandbox or recovery retries", "id", c.ID, "error", bc.err)
+			return // kept for RemovePodSandbox
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.pending[c.SandboxID], c.ID)
+		if len(b.pending[c.SandboxID]) == 0 {
+			delete(b.pending, c.SandboxID)
+		}
+	})
+}
+
+// finish waits for the cleanups of a pod's removed containers and does
+// again, here, those that failed.
+func (b *bundleCleanups) finish(ctx context.Context, s *Service, podID string) error {
+	b.mu.Lock()
+	var list []*bundleCleanup
+	for _, bc := range b.pending[podID] {
+		list = append(list, bc)
+	}
+	b.mu.Unlock()
+	for _, bc := range list {
+		select {
+		case <-bc.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if bc.err != nil {
+			if err := s.cleanupBundle(ctx, bc.c); err != nil {
+				return err
+			}
+		}
+		b.mu.Lock()
+		delete(b.pending[podID], bc.c.ID)
+		if len(b.pending[podID]) == 0 {
+			delete(b.pending, podID)
+		}
+		b.mu.Unlock()
+	}
 	return nil
 }

@@ -30,9 +30,13 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 	}
 	defer release()
 	for _, c := range s.podContainers(sb.ID) {
-		if err := s.removeContainer(ctx, c); err != nil {
+		if err := s.removeContainer(ctx, c, false); err != nil {
 			return nil, err
 		}
+	}
+	// Containers removed before have their files cleaned up by now.
+	if err := s.cleanups.finish(ctx, s, sb.ID); err != nil {
+		return nil, fmt.Errorf("files of removed containers of pod %s: %w", sb.ID, err)
 	}
 	// A pod removed without a stop, or after a restart, still releases
 	// its IP and rules.

@@ -41,6 +41,7 @@ type images interface {
 	MountRootfs(ctx context.Context, key, chainID, target string, uids, gids []specs.LinuxIDMapping) error
 	MountView(ctx context.Context, key, chainID, target string, uids, gids []specs.LinuxIDMapping) error
 	UnmountRootfs(ctx context.Context, key, target string) error
+	RemoveSnapshot(ctx context.Context, key string) error
 	SnapshotterName() string
 	RootfsUsage(ctx context.Context, key string) (bytes, inodes uint64, err error)
 }
@@ -99,7 +100,8 @@ type Service struct {
 	exits         *exitWaiters
 	watchPods     chan string // pods for Run to watch; buffered so a create never waits on Run
 	retiring      retiringMonitors
-	nri           *nri.NRI // nil: NRI disabled (nri.go)
+	cleanups      bundleCleanups // files of removed containers (container_remove.go)
+	nri           *nri.NRI       // nil: NRI disabled (nri.go)
 
 	// Per-object serialization (serialize.go).
 	podLocks, containerLocks keylock.Locks

@@ -106,6 +106,7 @@ func (noImages) MountView(context.Context, string, string, string, []specs.Linux
 	return errdefs.ErrNotImplemented
 }
 func (noImages) UnmountRootfs(context.Context, string, string) error { return nil }
+func (noImages) RemoveSnapshot(context.Context, string) error        { return nil }
 func (noImages) SnapshotterName() string                             { return "overlayfs" }
 func (noImages) RootfsUsage(context.Context, string) (uint64, uint64, error) {
 	return 0, 0, errdefs.ErrNotFound

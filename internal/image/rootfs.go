@@ -100,12 +100,29 @@ func (s *Service) mountSnapshot(ctx context.Context, key, chainID, target string
 // UnmountRootfs unmounts target and removes the snapshot key. Both steps
 // tolerate having been done already.
 func (s *Service) UnmountRootfs(ctx context.Context, key, target string) error {
-	ctx = namespaces.WithNamespace(ctx, namespace)
+	if err := Unmount(target); err != nil {
+		return err
+	}
+	return s.RemoveSnapshot(ctx, key)
+}
+
+// Unmount unmounts whatever is mounted at target (nothing is fine).
+func Unmount(target string) error {
 	if err := mount.UnmountAll(target, 0); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("unmount rootfs: %w", err)
 	}
-	if err := s.snapshot.Remove(ctx, key); err != nil && !errdefs.IsNotFound(err) {
+	return nil
+}
+
+// RemoveSnapshot removes the snapshot key, which must not be mounted (a
+// missing one is fine).
+func (s *Service) RemoveSnapshot(ctx context.Context, key string) error {
+	if err := s.snapshot.Remove(namespaces.WithNamespace(ctx, namespace), key); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove rootfs snapshot: %w", err)
+	}
+	select { // its directories go with the next collection: soon
+	case s.collectSoon <- struct{}{}:
+	default:
 	}
 	return nil
 }

@@ -88,6 +88,10 @@ type Service struct {
 	platform     platforms.MatchComparer
 	index        *index
 	pulls        pullGroup
+	// collectSoon asks CollectEvery for a collection shortly: a removed
+	// container's snapshot leaves its directories to the next one, which
+	// must not be a caller's (RemoveImage's).
+	collectSoon chan struct{}
 
 	// mu serialises changes to the stored references (registering a pull,
 	// removing an image) so the index and the records never disagree.
@@ -172,16 +176,17 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("init image metadata: %w", err)
 	}
 	s := &Service{
-		opts:     opts,
-		bolt:     bdb,
-		db:       db,
-		content:  db.ContentStore(),
-		snapshot: db.Snapshotter(opts.Snapshotter),
-		records:  metadata.NewImageStore(db),
-		leases:   metadata.NewLeaseManager(db),
-		platform: platforms.Default(),
-		index:    newIndex(opts.Pinned),
-		pulls:    pullGroup{calls: map[string]*pullCall{}},
+		collectSoon: make(chan struct{}, 1),
+		opts:        opts,
+		bolt:        bdb,
+		db:          db,
+		content:     db.ContentStore(),
+		snapshot:    db.Snapshotter(opts.Snapshotter),
+		records:     metadata.NewImageStore(db),
+		leases:      metadata.NewLeaseManager(db),
+		platform:    platforms.Default(),
+		index:       newIndex(opts.Pinned),
+		pulls:       pullGroup{calls: map[string]*pullCall{}},
 	}
 	s.pullSettings.Store(&PullSettings{HostsDir: opts.HostsDir, MaxConcurrentDownloads: opts.MaxConcurrentDownloads, ProgressTimeout: opts.ProgressTimeout})
 	s.applier = apply.NewFileSystemApplier(s.content)
@@ -320,8 +325,13 @@ func (s *Service) GarbageCollect(ctx context.Context) error {
 	return err
 }
 
-// CollectEvery garbage-collects every interval until ctx ends: removals
-// collect at once, this catches what a failed or interrupted operation left.
+// collectDelay gathers the removals of a burst (a pod's containers) into
+// one collection.
+const collectDelay = 100 * time.Millisecond
+
+// CollectEvery garbage-collects until ctx ends: shortly after a snapshot
+// is removed (collectSoon), and every interval, which catches what a
+// failed or interrupted operation left.
 func (s *Service) CollectEvery(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -329,10 +339,16 @@ func (s *Service) CollectEvery(ctx context.Context, interval time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-			if err := s.GarbageCollect(ctx); err != nil && ctx.Err() == nil {
-				s.opts.Logger.Warn("scheduled image garbage collection", "error", err)
+		case <-s.collectSoon:
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(collectDelay):
 			}
+		case <-tick.C:
+		}
+		if err := s.GarbageCollect(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Logger.Warn("scheduled image garbage collection", "error", err)
 		}
 	}
 }

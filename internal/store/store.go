@@ -45,13 +45,13 @@ func Open(path string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	// bbolt's default 10ms batch window put 10ms on every create and
-	// remove; 1ms still lets concurrent writers share one fsync.
-	db.MaxBatchDelay = time.Millisecond
+	// Group commit (commit.go): concurrent writers share an fsync, and a
+	// lone writer waits for none.
+	commit := &committer{db: db}
 	s := &Store{
 		db:         db,
-		Sandboxes:  newTable[Sandbox](db, "sandboxes", "pod sandbox"),
-		Containers: newTable[Container](db, "containers", "container"),
+		Sandboxes:  newTable[Sandbox](db, commit, "sandboxes", "pod sandbox"),
+		Containers: newTable[Container](db, commit, "containers", "container"),
 	}
 	if err := s.init(); err != nil {
 		db.Close()

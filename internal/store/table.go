@@ -34,6 +34,7 @@ type Record interface {
 // shared and MUST be treated as read-only. Change a record with Update.
 type Table[T Record] struct {
 	db     *bolt.DB
+	commit *committer // the store's, shared by its tables
 	bucket []byte
 	kind   string // "pod sandbox", "container": for error messages
 
@@ -45,9 +46,10 @@ type Table[T Record] struct {
 	names map[string]string // reserved name -> key; guarded by mu
 }
 
-func newTable[T Record](db *bolt.DB, bucket, kind string) *Table[T] {
+func newTable[T Record](db *bolt.DB, commit *committer, bucket, kind string) *Table[T] {
 	return &Table[T]{
 		db:     db,
+		commit: commit,
 		bucket: []byte(bucket),
 		kind:   kind,
 		items:  make(map[string]T),
@@ -252,7 +254,7 @@ func (t *Table[T]) Delete(key string) error {
 	if !ok {
 		return fmt.Errorf("%s %q: %w", t.kind, key, errdefs.ErrNotFound)
 	}
-	err := t.db.Batch(func(tx *bolt.Tx) error {
+	err := t.commit.do(func(tx *bolt.Tx) error {
 		return tx.Bucket(t.bucket).Delete([]byte(key))
 	})
 	if err != nil {
@@ -287,14 +289,14 @@ func (t *Table[T]) Len() int {
 	return len(t.items)
 }
 
-// put writes r to the bucket. Batch coalesces concurrent writers into one
-// fsync; its function may run twice, which a Put tolerates.
+// put writes r to the bucket. Concurrent writers share one commit and its
+// fsync (commit.go); the function may run twice, which a Put tolerates.
 func (t *Table[T]) put(r T) error {
 	v, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode %s %s: %w", t.kind, r.Key(), err)
 	}
-	err = t.db.Batch(func(tx *bolt.Tx) error {
+	err = t.commit.do(func(tx *bolt.Tx) error {
 		return tx.Bucket(t.bucket).Put([]byte(r.Key()), v)
 	})
 	if err != nil {
