@@ -154,6 +154,12 @@ fuzz:
 bench-nri: deps build bin/testbin bin/nriplugin
 	$(GO) run ./bench/nri -berth bin/berth -testbin bin/testbin -plugin bin/nriplugin -cache $(E2E_CACHE) -iterations 200
 
+# 500 pods on one node, berth against containerd 1.6, with a latency plot.
+.PHONY: bench-density
+bench-density: deps build bin/testbin
+	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
+	$(GO) run ./bench/density -berth bin/berth -testbin bin/testbin -pods 500 -batch 50 -png _output/density.png
+
 .PHONY: bench-reads
 bench-reads: deps build bin/testbin
 	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd

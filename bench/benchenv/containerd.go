@@ -101,6 +101,9 @@ func (c *Containerd) waitServing(ctx context.Context, logPath string) error {
 	}
 }
 
+// Pid is containerd's process ID.
+func (c *Containerd) Pid() int { return c.cmd.Process.Pid }
+
 // Stop ends containerd.
 func (c *Containerd) Stop() {
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)

@@ -348,6 +348,9 @@ func (d *Daemon) Kill() {
 	<-d.exited
 }
 
+// Pid is the daemon's process ID.
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+
 // Exited is closed when the process has exited.
 func (d *Daemon) Exited() <-chan struct{} { return d.exited }
 
