@@ -65,12 +65,12 @@ type result struct {
 // runtimeUnderTest is how the benchmark reaches and restarts a runtime,
 // and finds its processes.
 type runtimeUnderTest struct {
-	name     string
-	socket   string
-	pid      func() int
-	owns     func(pid int, cmdline string) bool // the runtime's processes besides the daemon
-	stop     func() error                       // SIGTERM, and wait for the exit
-	start    func() error                       // start again on the same state
+	name   string
+	socket string
+	pid    func() int
+	owns   func(pid int, cmdline string) bool // the runtime's processes besides the daemon
+	stop   func() error                       // SIGTERM, and wait for the exit
+	start  func() error                       // start again on the same state
 }
 
 func run(ctx context.Context, berthBin, testbin, containerdBin, cache string, pods, batch int, png string) error {
