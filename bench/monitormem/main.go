@@ -61,6 +61,12 @@ func run(berth, testbin, cache string, pods int) error {
 	if _, err := is.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
 		return err
 	}
+	idle, err := smapsRollup(d.Pid())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("berth daemon after one pull, idle: RSS %.2f MB (anonymous %.2f MB, file %.2f MB), PSS %.2f MB\n",
+		mb(idle["Rss"]), mb(idle["Anonymous"]), mb(idle["Rss"]-idle["Anonymous"]), mb(idle["Pss"]))
 	type pod struct {
 		id, shape string
 	}
