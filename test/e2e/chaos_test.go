@@ -80,7 +80,7 @@ func chaosSeed(t *testing.T) uint64 {
 
 func chaos(t *testing.T, o chaosOptions) {
 	p := newPodEnv(t)
-	vethsBefore, rulesBefore := countVeths(t), cniRules(t)
+	before := hostNetNow(t)
 	r := &chaosRun{
 		p:            p,
 		seed:         chaosSeed(t),
@@ -146,7 +146,7 @@ func chaos(t *testing.T, o chaosOptions) {
 	if leaks, err := e2eenv.Leaks(filepath.Dir(p.daemon.Root)); err != nil || len(leaks) > 0 {
 		t.Errorf("leaked (%v):\n%s", err, strings.Join(leaks, "\n"))
 	}
-	p.checkNothingLeft(t, vethsBefore, rulesBefore)
+	p.checkNothingLeft(t, before)
 	if left := cgroupsUnder(r.cgroupParent); len(left) > 0 {
 		t.Errorf("cgroups left: %v", left)
 	}

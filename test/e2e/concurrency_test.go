@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,8 +24,7 @@ import (
 // iptables rule, no cgroup.
 func TestManyPodsInParallel(t *testing.T) {
 	p := newPodEnv(t)
-	vethsBefore := countVeths(t)
-	rulesBefore := cniRules(t)
+	before := hostNetNow(t)
 	// A cgroup parent of this test's own, so that the check below sees only
 	// what these pods made.
 	parent := "/berth-e2e-parallel-" + fmt.Sprint(time.Now().UnixNano())
@@ -65,7 +65,7 @@ func TestManyPodsInParallel(t *testing.T) {
 	if err != nil || len(leaks) > 0 {
 		t.Fatalf("leaked (%v):\n%s", err, strings.Join(leaks, "\n"))
 	}
-	p.checkNothingLeft(t, vethsBefore, rulesBefore)
+	p.checkNothingLeft(t, before)
 	// Every hierarchy: the v1 controllers, or the v2 unified tree.
 	parents, _ := filepath.Glob("/sys/fs/cgroup/*" + parent)
 	parents = append(parents, "/sys/fs/cgroup"+parent)
@@ -165,19 +165,42 @@ func countVeths(t *testing.T) int {
 	return strings.Count(string(out), "\n")
 }
 
+// hostNet is what pods add to the host's network: veths, host-local IP
+// reservations, CNI iptables rules.
+type hostNet struct {
+	veths        int
+	reservations []string
+	rules        []string
+}
+
+// hostNetNow takes stock, so that a test counts only what it made itself
+// (an earlier run or another runtime on the host may have left some).
+func hostNetNow(t *testing.T) hostNet {
+	t.Helper()
+	res, _ := filepath.Glob("/var/lib/cni/networks/berth-e2e/10.*")
+	return hostNet{veths: countVeths(t), reservations: res, rules: cniRules(t)}
+}
+
 // checkNothingLeft, after every pod is removed, finds no veth, host-local
 // IP reservation or CNI iptables rule beyond those there before, and no
 // pod, container or pause directory in the state.
-func (p *podEnv) checkNothingLeft(t *testing.T, vethsBefore int, rulesBefore []string) {
+func (p *podEnv) checkNothingLeft(t *testing.T, before hostNet) {
 	t.Helper()
-	if n := countVeths(t); n != vethsBefore {
-		t.Errorf("%d veth interfaces after, %d before", n, vethsBefore)
+	now := hostNetNow(t)
+	if now.veths != before.veths {
+		t.Errorf("%d veth interfaces after, %d before", now.veths, before.veths)
 	}
-	if files, _ := filepath.Glob("/var/lib/cni/networks/berth-e2e/10.*"); len(files) != 0 {
-		t.Errorf("IP reservations left: %v", files)
+	var left []string
+	for _, r := range now.reservations {
+		if !slices.Contains(before.reservations, r) {
+			left = append(left, r)
+		}
 	}
-	if rules := cniRules(t); len(rules) != len(rulesBefore) {
-		t.Errorf("%d CNI iptables rules before, %d after:\n%s", len(rulesBefore), len(rules), strings.Join(rules, "\n"))
+	if len(left) != 0 {
+		t.Errorf("IP reservations left: %v", left)
+	}
+	if len(now.rules) != len(before.rules) {
+		t.Errorf("%d CNI iptables rules before, %d after:\n%s", len(before.rules), len(now.rules), strings.Join(now.rules, "\n"))
 	}
 	for _, dir := range []string{"pods", "containers", "pause"} {
 		if n := countDirs(t, filepath.Join(p.daemon.State, dir)); n != 0 {

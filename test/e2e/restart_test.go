@@ -214,7 +214,7 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 }
 
 func sigkillAtRandomMoments(t *testing.T, p *podEnv) {
-	vethsBefore, rulesBefore := countVeths(t), cniRules(t)
+	before := hostNetNow(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
@@ -302,7 +302,7 @@ func sigkillAtRandomMoments(t *testing.T, p *podEnv) {
 			t.Fatalf("round %d: leaked (%v):\n%s", round, err, strings.Join(leaks, "\n"))
 		}
 	}
-	p.checkNothingLeft(t, vethsBefore, rulesBefore)
+	p.checkNothingLeft(t, before)
 }
 
 // runtimeRunning lists the containers each handler's runtime (its state in
