@@ -1,9 +1,13 @@
 package benchenv
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -131,4 +135,24 @@ func TrimmedMean(ds []time.Duration) time.Duration {
 		sum += d
 	}
 	return sum / time.Duration(len(mid))
+}
+
+// SmapsRollup returns the kB fields of /proc/PID/smaps_rollup (Rss, Pss,
+// Private_Clean, Anonymous, …).
+func SmapsRollup(pid int) (map[string]int, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 3 && fields[2] == "kB" {
+			n, _ := strconv.Atoi(fields[1])
+			out[strings.TrimSuffix(fields[0], ":")] = n
+		}
+	}
+	return out, sc.Err()
 }

@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -324,7 +323,7 @@ func runtimeMemory(rt *runtimeUnderTest) (pss, daemonRSS int, err error) {
 		if pid != rt.pid() && !rt.owns(pid, cmdline) {
 			continue
 		}
-		m, err := smapsRollup(pid)
+		m, err := benchenv.SmapsRollup(pid)
 		if err != nil {
 			continue // gone meanwhile
 		}
@@ -334,25 +333,6 @@ func runtimeMemory(rt *runtimeUnderTest) (pss, daemonRSS int, err error) {
 		}
 	}
 	return pss, daemonRSS, nil
-}
-
-// smapsRollup returns the kB fields of /proc/PID/smaps_rollup.
-func smapsRollup(pid int) (map[string]int, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 3 && fields[2] == "kB" {
-			n, _ := strconv.Atoi(fields[1])
-			out[strings.TrimSuffix(fields[0], ":")] = n
-		}
-	}
-	return out, sc.Err()
 }
 
 // removeCgroup removes a pod's cgroup parent (and the bench's) from every

@@ -10,13 +10,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -61,7 +59,7 @@ func run(berth, testbin, cache string, pods int) error {
 	if _, err := is.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
 		return err
 	}
-	idle, err := smapsRollup(d.Pid())
+	idle, err := benchenv.SmapsRollup(d.Pid())
 	if err != nil {
 		return err
 	}
@@ -139,7 +137,7 @@ func run(berth, testbin, cache string, pods int) error {
 			if proc.pid <= 0 {
 				continue
 			}
-			m, err := smapsRollup(proc.pid)
+			m, err := benchenv.SmapsRollup(proc.pid)
 			if err != nil {
 				return err
 			}
@@ -155,22 +153,3 @@ func run(berth, testbin, cache string, pods int) error {
 }
 
 func mb(kb int) float64 { return float64(kb) / 1024 }
-
-// smapsRollup returns the kB fields of /proc/PID/smaps_rollup.
-func smapsRollup(pid int) (map[string]int, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 3 && fields[2] == "kB" {
-			n, _ := strconv.Atoi(fields[1])
-			out[strings.TrimSuffix(fields[0], ":")] = n
-		}
-	}
-	return out, sc.Err()
-}

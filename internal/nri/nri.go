@@ -142,18 +142,15 @@ func (n *NRI) BlockSync() func() {
 
 // sync is the adaptation's SyncFn: it runs with synchronization requested,
 // so no call that changes state is between telling plugins and recording.
+// An object already known keeps its phase: a stop recorded but not yet
+// told is still told to every plugin, the new one included.
 func (n *NRI) sync(ctx context.Context, cb adaptation.SyncCB) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	pods, containers := n.host.List(ctx)
 	for _, c := range containers {
-		switch c.GetState() {
-		case api.ContainerState_CONTAINER_CREATED:
-			n.phases[c.GetId()] = created
-		case api.ContainerState_CONTAINER_RUNNING, api.ContainerState_CONTAINER_PAUSED:
-			n.phases[c.GetId()] = running
-		default:
-			n.phases[c.GetId()] = stopped
+		if _, ok := n.phases[c.GetId()]; !ok {
+			n.phases[c.GetId()] = phaseOf(c)
 		}
 	}
 	updates, err := cb(ctx, pods, containers)
@@ -421,17 +418,21 @@ func (n *NRI) Known(pods []*api.PodSandbox, notReady map[string]bool, containers
 		}
 	}
 	for _, c := range containers {
-		if _, ok := n.phases[c.GetId()]; ok {
-			continue
+		if _, ok := n.phases[c.GetId()]; !ok {
+			n.phases[c.GetId()] = phaseOf(c)
 		}
-		switch c.GetState() {
-		case api.ContainerState_CONTAINER_CREATED:
-			n.phases[c.GetId()] = created
-		case api.ContainerState_CONTAINER_RUNNING:
-			n.phases[c.GetId()] = running
-		default:
-			n.phases[c.GetId()] = stopped
-		}
+	}
+}
+
+// phaseOf is what a container's state tells plugins about it.
+func phaseOf(c *api.Container) phase {
+	switch c.GetState() {
+	case api.ContainerState_CONTAINER_CREATED:
+		return created
+	case api.ContainerState_CONTAINER_RUNNING, api.ContainerState_CONTAINER_PAUSED:
+		return running
+	default:
+		return stopped
 	}
 }
 
