@@ -188,48 +188,46 @@ func (n *NRI) evict(ctx context.Context, event string, evictions []*api.Containe
 	}
 }
 
-// RunPodSandbox tells plugins a pod is being made; an error vetoes it.
-func (n *NRI) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+// locked runs fn holding mu, if NRI is enabled: the frame of every event.
+func (n *NRI) locked(fn func() error) error {
 	if !n.Enabled() {
 		return nil
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.phases[pod.GetId()] = running
-	return n.a.RunPodSandbox(ctx, &api.RunPodSandboxRequest{Pod: pod})
+	return fn()
+}
+
+// RunPodSandbox tells plugins a pod is being made; an error vetoes it.
+func (n *NRI) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	return n.locked(func() error {
+		n.phases[pod.GetId()] = running
+		return n.a.RunPodSandbox(ctx, &api.RunPodSandboxRequest{Pod: pod})
+	})
 }
 
 // UpdatePodSandbox tells plugins a pod's resources are about to change;
 // an error vetoes the change.
 func (n *NRI) UpdatePodSandbox(ctx context.Context, pod *api.PodSandbox, overhead, resources *api.LinuxResources) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	_, err := n.a.UpdatePodSandbox(ctx, &api.UpdatePodSandboxRequest{Pod: pod, OverheadLinuxResources: overhead, LinuxResources: resources})
-	return err
+	return n.locked(func() error {
+		_, err := n.a.UpdatePodSandbox(ctx, &api.UpdatePodSandboxRequest{Pod: pod, OverheadLinuxResources: overhead, LinuxResources: resources})
+		return err
+	})
 }
 
 // PostUpdatePodSandbox tells plugins a pod's resources changed.
 func (n *NRI) PostUpdatePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.a.PostUpdatePodSandbox(ctx, &api.PostUpdatePodSandboxRequest{Pod: pod})
+	return n.locked(func() error {
+		return n.a.PostUpdatePodSandbox(ctx, &api.PostUpdatePodSandboxRequest{Pod: pod})
+	})
 }
 
 // StopPodSandbox tells plugins a pod stopped, once: a repeated stop, or
 // one of a pod plugins never heard of, tells nothing.
 func (n *NRI) StopPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.stopPod(ctx, pod)
+	return n.locked(func() error {
+		return n.stopPod(ctx, pod)
+	})
 }
 
 func (n *NRI) stopPod(ctx context.Context, pod *api.PodSandbox) error {
@@ -243,20 +241,17 @@ func (n *NRI) stopPod(ctx context.Context, pod *api.PodSandbox) error {
 // RemovePodSandbox tells plugins a pod is gone (stopping it first for
 // them if it was not).
 func (n *NRI) RemovePodSandbox(ctx context.Context, pod *api.PodSandbox) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.phases[pod.GetId()]; !ok {
-		return nil
-	}
-	stopErr := n.stopPod(ctx, pod)
-	delete(n.phases, pod.GetId())
-	if err := n.a.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: pod}); err != nil {
-		return err
-	}
-	return stopErr
+	return n.locked(func() error {
+		if _, ok := n.phases[pod.GetId()]; !ok {
+			return nil
+		}
+		stopErr := n.stopPod(ctx, pod)
+		delete(n.phases, pod.GetId())
+		if err := n.a.RemovePodSandbox(ctx, &api.RemovePodSandboxRequest{Pod: pod}); err != nil {
+			return err
+		}
+		return stopErr
+	})
 }
 
 // CreateContainer asks plugins for their adjustments to a container being
@@ -291,34 +286,25 @@ func (n *NRI) UndoCreateContainer(ctx context.Context, pod *api.PodSandbox, ctr 
 
 // PostCreateContainer tells plugins a container was made.
 func (n *NRI) PostCreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.a.PostCreateContainer(ctx, &api.PostCreateContainerRequest{Pod: pod, Container: ctr})
+	return n.locked(func() error {
+		return n.a.PostCreateContainer(ctx, &api.PostCreateContainerRequest{Pod: pod, Container: ctr})
+	})
 }
 
 // StartContainer tells plugins a container is about to start; an error
 // vetoes the start.
 func (n *NRI) StartContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.phases[ctr.GetId()] = running
-	return n.a.StartContainer(ctx, &api.StartContainerRequest{Pod: pod, Container: ctr})
+	return n.locked(func() error {
+		n.phases[ctr.GetId()] = running
+		return n.a.StartContainer(ctx, &api.StartContainerRequest{Pod: pod, Container: ctr})
+	})
 }
 
 // PostStartContainer tells plugins a container started.
 func (n *NRI) PostStartContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.a.PostStartContainer(ctx, &api.PostStartContainerRequest{Pod: pod, Container: ctr})
+	return n.locked(func() error {
+		return n.a.PostStartContainer(ctx, &api.PostStartContainerRequest{Pod: pod, Container: ctr})
+	})
 }
 
 // UpdateContainer asks plugins about a change of a container's resources
@@ -347,23 +333,17 @@ func (n *NRI) UpdateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api
 
 // PostUpdateContainer tells plugins a container's resources changed.
 func (n *NRI) PostUpdateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.a.PostUpdateContainer(ctx, &api.PostUpdateContainerRequest{Pod: pod, Container: ctr})
+	return n.locked(func() error {
+		return n.a.PostUpdateContainer(ctx, &api.PostUpdateContainerRequest{Pod: pod, Container: ctr})
+	})
 }
 
 // StopContainer tells plugins a container stopped — by StopContainer or on
 // its own — once per container, and only one created or started.
 func (n *NRI) StopContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.stopContainer(ctx, pod, ctr)
+	return n.locked(func() error {
+		return n.stopContainer(ctx, pod, ctr)
+	})
 }
 
 func (n *NRI) stopContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
@@ -382,20 +362,17 @@ func (n *NRI) stopContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.C
 // RemoveContainer tells plugins a container is gone, stopping it for them
 // first if they were not told it stopped.
 func (n *NRI) RemoveContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) error {
-	if !n.Enabled() {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.phases[ctr.GetId()]; !ok {
-		return nil
-	}
-	stopErr := n.stopContainer(ctx, pod, ctr)
-	delete(n.phases, ctr.GetId())
-	if err := n.a.RemoveContainer(ctx, &api.RemoveContainerRequest{Pod: pod, Container: ctr}); err != nil {
-		return err
-	}
-	return stopErr
+	return n.locked(func() error {
+		if _, ok := n.phases[ctr.GetId()]; !ok {
+			return nil
+		}
+		stopErr := n.stopContainer(ctx, pod, ctr)
+		delete(n.phases, ctr.GetId())
+		if err := n.a.RemoveContainer(ctx, &api.RemoveContainerRequest{Pod: pod, Container: ctr}); err != nil {
+			return err
+		}
+		return stopErr
+	})
 }
 
 // Known records, after a restart, the pods and containers that exist
