@@ -217,6 +217,9 @@ func (s *Service) CreateContainer(ctx context.Context, r *runtime.CreateContaine
 // nriCreateFailed tells plugins that a container they adjusted was not
 // made after all.
 func (s *Service) nriCreateFailed(ctx context.Context, sb store.Sandbox, c store.Container) {
+	if !s.nri.Enabled() {
+		return
+	}
 	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	s.nri.UndoCreateContainer(ctx, nriPod(sb), nriContainer(c, nil))

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
+	nriapi "github.com/containerd/nri/pkg/api"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/internal/cgroup"
@@ -77,6 +78,14 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container, later 
 	if err := s.stopContainer(ctx, c, 0, syscall.SIGKILL); err != nil {
 		return err
 	}
+	// What plugins are told of the removal is read while the bundle is
+	// there (the stop recorded an exit since c was read).
+	var removed *nriapi.Container
+	if s.nri.Enabled() {
+		if fresh, err := s.store.Containers.Get(c.ID); err == nil {
+			removed = nriContainer(fresh, nil)
+		}
+	}
 	// The monitor deletes the runtime's state and the cgroup after the
 	// exit (its Shutdown waits for that); without a monitor, it is ours.
 	monitorGone := true
@@ -108,8 +117,8 @@ func (s *Service) removeContainer(ctx context.Context, c store.Container, later 
 	if later {
 		s.cleanups.start(s, c)
 	}
-	if podErr == nil {
-		s.nriRemoved(ctx, c, sb)
+	if podErr == nil && removed != nil {
+		s.nriRemoved(ctx, removed, sb)
 	}
 	s.stats.Forget(c.CgroupsPath)
 	s.logger.InfoContext(ctx, "container removed", "id", c.ID)
@@ -155,13 +164,18 @@ func (b *bundleCleanups) start(s *Service, c store.Container) {
 			s.logger.Warn("removed container's files not cleaned up; RemovePodSandbox or recovery retries", "id", c.ID, "error", bc.err)
 			return // kept for RemovePodSandbox
 		}
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		delete(b.pending[c.SandboxID], c.ID)
-		if len(b.pending[c.SandboxID]) == 0 {
-			delete(b.pending, c.SandboxID)
-		}
+		b.forget(c)
 	})
+}
+
+// forget drops a finished cleanup.
+func (b *bundleCleanups) forget(c store.Container) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.pending[c.SandboxID], c.ID)
+	if len(b.pending[c.SandboxID]) == 0 {
+		delete(b.pending, c.SandboxID)
+	}
 }
 
 // finish waits for the cleanups of a pod's removed containers and does
@@ -184,12 +198,7 @@ func (b *bundleCleanups) finish(ctx context.Context, s *Service, podID string) e
 				return err
 			}
 		}
-		b.mu.Lock()
-		delete(b.pending[podID], bc.c.ID)
-		if len(b.pending[podID]) == 0 {
-			delete(b.pending, podID)
-		}
-		b.mu.Unlock()
+		b.forget(bc.c)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	nriapi "github.com/containerd/nri/pkg/api"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -55,9 +56,11 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 	unblock := s.nri.BlockSync()
 	defer unblock()
 	var pod *nriapi.PodSandbox
+	var sp *specs.Spec // read once for both of the start's events
 	if s.nri.Enabled() {
 		pod = nriPod(sb)
-		if err := s.nri.StartContainer(ctx, pod, nriContainer(c, nil)); err != nil {
+		sp, _, _ = bundleSpec(c.Bundle)
+		if err := s.nri.StartContainer(ctx, pod, nriContainer(c, sp)); err != nil {
 			unblock()
 			return nil, s.recordStartError(c, nriRefused("the start", err), nil)
 		}
@@ -75,21 +78,20 @@ func (s *Service) StartContainer(ctx context.Context, r *runtime.StartContainerR
 		}
 		return &runtime.StartContainerResponse{}, nil // started after all
 	}
-	if _, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
+	running, err := s.store.Containers.Update(c.ID, func(c store.Container) (store.Container, error) {
 		c.Pid = pid
 		if c.StartedAt.IsZero() {
 			c.StartedAt = started
 		}
 		return c, nil
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	unblock()
 	if pod != nil {
-		if c, err := s.store.Containers.Get(c.ID); err == nil {
-			if err := s.nri.PostStartContainer(ctx, pod, nriContainer(c, nil)); err != nil {
-				s.logger.WarnContext(ctx, "nri: PostStartContainer", "id", c.ID, "error", err)
-			}
+		if err := s.nri.PostStartContainer(ctx, pod, nriContainer(running, sp)); err != nil {
+			s.logger.WarnContext(ctx, "nri: PostStartContainer", "id", c.ID, "error", err)
 		}
 	}
 	s.logger.InfoContext(ctx, "container started", "id", c.ID, "pid", pid)

@@ -150,10 +150,10 @@ func (s *Service) nriStopped(ctx context.Context, id string) {
 }
 
 // nriRemoved tells plugins a container is gone (and stopped, if they were
-// not told).
-func (s *Service) nriRemoved(ctx context.Context, c store.Container, sb store.Sandbox) {
-	if err := s.nri.RemoveContainer(ctx, nriPod(sb), nriContainer(c, nil)); err != nil {
-		s.logger.WarnContext(ctx, "nri: RemoveContainer", "id", c.ID, "error", err)
+// not told); ctr is the container as it was before its files went.
+func (s *Service) nriRemoved(ctx context.Context, ctr *nriapi.Container, sb store.Sandbox) {
+	if err := s.nri.RemoveContainer(ctx, nriPod(sb), ctr); err != nil {
+		s.logger.WarnContext(ctx, "nri: RemoveContainer", "id", ctr.GetId(), "error", err)
 	}
 }
 

@@ -58,8 +58,10 @@ func (s *Service) RemovePodSandbox(ctx context.Context, r *runtime.RemovePodSand
 	if err := s.store.Sandboxes.Delete(sb.ID); err != nil && !errdefs.IsNotFound(err) {
 		return nil, err
 	}
-	if err := s.nri.RemovePodSandbox(ctx, nriPod(sb)); err != nil {
-		s.logger.WarnContext(ctx, "nri: RemovePodSandbox", "id", sb.ID, "error", err)
+	if s.nri.Enabled() {
+		if err := s.nri.RemovePodSandbox(ctx, nriPod(sb)); err != nil {
+			s.logger.WarnContext(ctx, "nri: RemovePodSandbox", "id", sb.ID, "error", err)
+		}
 	}
 	s.retiring.remove(sb.ID)
 	s.logger.InfoContext(ctx, "pod sandbox removed", "id", sb.ID)

@@ -174,7 +174,10 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 	// it; none synchronizes between their hearing and the record.
 	unblock := s.nri.BlockSync()
 	defer unblock()
-	pod := nriPod(sb)
+	var pod *nriapi.PodSandbox
+	if s.nri.Enabled() {
+		pod = nriPod(sb)
+	}
 	if err := s.nri.RunPodSandbox(ctx, pod); err != nil {
 		s.nriPodFailed(ctx, pod)
 		return nil, nriRefused("the pod", err)
@@ -199,6 +202,9 @@ func (s *Service) RunPodSandbox(ctx context.Context, r *runtime.RunPodSandboxReq
 // nriPodFailed tells plugins that a pod they heard of was not made after
 // all (one of them vetoed it, or a later step failed).
 func (s *Service) nriPodFailed(ctx context.Context, pod *nriapi.PodSandbox) {
+	if !s.nri.Enabled() {
+		return
+	}
 	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	if err := s.nri.RemovePodSandbox(ctx, pod); err != nil {

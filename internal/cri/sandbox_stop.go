@@ -32,8 +32,10 @@ func (s *Service) StopPodSandbox(ctx context.Context, r *runtime.StopPodSandboxR
 	}
 	// Its containers have stopped; the pod is still there to look at.
 	// NRI tells plugins once, however often the pod is stopped.
-	if err := s.nri.StopPodSandbox(ctx, nriPod(sb)); err != nil {
-		s.logger.WarnContext(ctx, "nri: StopPodSandbox", "id", sb.ID, "error", err)
+	if s.nri.Enabled() {
+		if err := s.nri.StopPodSandbox(ctx, nriPod(sb)); err != nil {
+			s.logger.WarnContext(ctx, "nri: StopPodSandbox", "id", sb.ID, "error", err)
+		}
 	}
 	if err := s.detachNetwork(ctx, sb); err != nil {
 		return nil, err
