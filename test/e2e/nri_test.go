@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -536,4 +538,63 @@ func TestNRIPreinstalledPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.reconnect(t)
+}
+
+// TestNRIUnderCutOffAndRacingCalls: with a plugin connected, starts cut off
+// by short deadlines and stops racing removals on the same containers leave
+// every container stopped for the plugin exactly once and before its
+// removal, and the record agreeing with the host.
+func TestNRIUnderCutOffAndRacingCalls(t *testing.T) {
+	p := newPodEnv(t)
+	plugin := startNRIPlugin(t, p.daemon.NRISocket, "racer")
+	pod, podCfg := p.runPod(t, "nri-race")
+	var ids []string
+	for i := range 6 {
+		ids = append(ids, p.createContainer(t, pod, podCfg, fmt.Sprintf("c%d", i), "sleep", "1000"))
+	}
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			// A start its caller gives up on at once still ends as the
+			// runtime made it.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Duration(i)*time.Millisecond)
+			_, _ = p.runtime.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: id})
+			cancel()
+			// A stop and a removal of one container, at once.
+			var race sync.WaitGroup
+			race.Go(func() { _, _ = p.runtime.StopContainer(t.Context(), &runtime.StopContainerRequest{ContainerId: id}) })
+			race.Go(func() {
+				if _, err := p.runtime.RemoveContainer(t.Context(), &runtime.RemoveContainerRequest{ContainerId: id}); err != nil {
+					t.Errorf("RemoveContainer %s: %v", id, err)
+				}
+			})
+			race.Wait()
+		})
+	}
+	wg.Wait()
+	list, err := p.runtime.ListContainers(t.Context(), &runtime.ListContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Containers) != 0 {
+		t.Errorf("%d containers left after their removal", len(list.Containers))
+	}
+	if running := runtimeRunning(t, p.daemon.State); len(running) > 0 {
+		t.Errorf("containers still in the runtime: %v", running)
+	}
+	evs := plugin.waitFor(t, "every RemoveContainer", func(evs []nriEvent) bool {
+		for _, id := range ids {
+			if plugin.count(evs, "RemoveContainer", id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range ids {
+		got := kinds(evs, id)
+		stops, removes := plugin.count(evs, "StopContainer", id), plugin.count(evs, "RemoveContainer", id)
+		if stops != 1 || removes != 1 || slices.Index(got, "StopContainer") > slices.Index(got, "RemoveContainer") {
+			t.Errorf("container %s: events %v, want one StopContainer before one RemoveContainer", id, got)
+		}
+	}
 }
