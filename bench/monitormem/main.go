@@ -5,6 +5,8 @@
 // /proc/PID/smaps_rollup of each pod's monitor and init. Private memory
 // (Private_Clean + Private_Dirty) is what each extra pod costs; RSS
 // includes pages shared with other pods' processes (the binaries' text).
+// First it reads the daemon's own footprint after one pull, at once and
+// once it has been idle for -settle, and containerd's the same way.
 //
 //	go run ./bench/monitormem -berth bin/berth -testbin bin/testbin [-pods 1]
 package main
@@ -15,7 +17,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -30,14 +34,16 @@ func main() {
 	testbin := flag.String("testbin", "bin/testbin", "static testbin for the images")
 	cache := flag.String("cache", "/var/cache/berth-e2e", "e2e cache (busybox package)")
 	pods := flag.Int("pods", 1, "pods of each shape to run, each with two containers")
+	containerd := flag.String("containerd", "/usr/bin/containerd", `containerd binary whose idle footprint berth's is compared with ("" for none)`)
+	settle := flag.Duration("settle", 5*time.Second, "how long a daemon is left idle after the pull before its footprint is read again")
 	flag.Parse()
-	if err := run(*berth, *testbin, *cache, *pods); err != nil {
+	if err := run(*berth, *testbin, *cache, *containerd, *pods, *settle); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/monitormem:", err)
 		os.Exit(1)
 	}
 }
 
-func run(berth, testbin, cache string, pods int) error {
+func run(berth, testbin, cache, containerd string, pods int, settle time.Duration) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "berth-bench-mem-")
 	if err != nil {
@@ -59,12 +65,26 @@ func run(berth, testbin, cache string, pods int) error {
 	if _, err := is.PullImage(ctx, &runtime.PullImageRequest{Image: &runtime.ImageSpec{Image: busybox}}); err != nil {
 		return err
 	}
-	idle, err := benchenv.SmapsRollup(d.Pid())
+	berthIdle, err := idleFootprint("berth", d.Pid(), settle)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("berth daemon after one pull, idle: RSS %.2f MB (anonymous %.2f MB, file %.2f MB), PSS %.2f MB\n",
-		mb(idle["Rss"]), mb(idle["Anonymous"]), mb(idle["Rss"]-idle["Anonymous"]), mb(idle["Pss"]))
+	if containerd != "" {
+		cd, err := benchenv.StartContainerd(ctx, containerd, filepath.Join(work, "containerd"), env.Registry.HostsDir, env.CNIConfDir)
+		if err != nil {
+			return err
+		}
+		err = benchenv.Pull(ctx, cd.Socket, busybox)
+		var cdIdle int
+		if err == nil {
+			cdIdle, err = idleFootprint("containerd", cd.Pid(), settle)
+		}
+		cd.Stop()
+		if err != nil {
+			return fmt.Errorf("containerd: %w", err)
+		}
+		fmt.Printf("  idle RSS, berth / containerd: %.2f (goal #15: ≤ 0.5)\n", float64(berthIdle)/float64(cdIdle))
+	}
 	type pod struct {
 		id, shape string
 	}
@@ -150,6 +170,25 @@ func run(berth, testbin, cache string, pods int) error {
 			p.id[:12], p.shape, mb(total["Rss"]), mb(total["Private_Clean"]+total["Private_Dirty"]), mb(total["Pss"]), strings.Join(parts, "; "))
 	}
 	return nil
+}
+
+// idleFootprint prints a daemon's memory just after a pull and once it
+// has been left idle for settle, and returns the settled RSS (kB).
+func idleFootprint(name string, pid int, settle time.Duration) (int, error) {
+	var rss int
+	for _, when := range []string{"at once", "after " + settle.String()} {
+		if rss != 0 {
+			time.Sleep(settle)
+		}
+		m, err := benchenv.SmapsRollup(pid)
+		if err != nil {
+			return 0, err
+		}
+		rss = m["Rss"]
+		fmt.Printf("%-10s daemon after one pull, %-12s RSS %6.2f MB (anonymous %5.2f MB, file %5.2f MB), PSS %6.2f MB\n",
+			name, when+":", mb(m["Rss"]), mb(m["Anonymous"]), mb(m["Rss"]-m["Anonymous"]), mb(m["Pss"]))
+	}
+	return rss, nil
 }
 
 func mb(kb int) float64 { return float64(kb) / 1024 }

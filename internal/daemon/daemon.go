@@ -248,6 +248,7 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		background.Wait()
 	}()
 	background.Go(func() { images.CollectEvery(bg, imageGCInterval) })
+	background.Go(func() { images.ReleasePullMemory(bg) })
 	background.Go(func() { svc.Run(bg) })
 
 	serveErr := make(chan error, 1)

@@ -104,6 +104,15 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, erro
 }
 
 func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (id string, retErr error) {
+	s.pullsRunning.Add(1)
+	defer func() {
+		if s.pullsRunning.Add(-1) == 0 {
+			select {
+			case s.pullsDone <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	if s.opts.Tracer != nil {
 		var span trace.Span
 		ctx, span = s.opts.Tracer.Start(ctx, "image_pull", trace.WithAttributes(attribute.String("image.ref", named.String())))

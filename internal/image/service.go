@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,10 @@ type Service struct {
 	// container's snapshot leaves its directories to the next one, which
 	// must not be a caller's (RemoveImage's).
 	collectSoon chan struct{}
+	// pullsRunning counts pulls in progress; the last one to finish asks
+	// ReleasePullMemory (pullsDone) to return the heap they used.
+	pullsRunning atomic.Int32
+	pullsDone    chan struct{}
 
 	// mu serialises changes to the stored references (registering a pull,
 	// removing an image) so the index and the records never disagree.
@@ -177,6 +182,7 @@ func Open(ctx context.Context, opts Options) (*Service, error) {
 	}
 	s := &Service{
 		collectSoon: make(chan struct{}, 1),
+		pullsDone:   make(chan struct{}, 1),
 		opts:        opts,
 		bolt:        bdb,
 		db:          db,
@@ -317,6 +323,22 @@ func (s *Service) register(ctx context.Context, r record, target ocispec.Descrip
 	}
 	s.index.put(r)
 	return nil
+}
+
+// ReleasePullMemory returns the heap that pulls used (decompressors'
+// windows, unpack buffers: megabytes a node daemon would otherwise hold
+// until the runtime's scavenger gets to them, minutes later) to the kernel
+// each time the last running pull finishes, until ctx ends. It costs one
+// garbage collection per burst of pulls.
+func (s *Service) ReleasePullMemory(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.pullsDone:
+			debug.FreeOSMemory()
+		}
+	}
 }
 
 // GarbageCollect deletes blobs and snapshots nothing refers to.
