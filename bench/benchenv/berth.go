@@ -25,16 +25,20 @@ func StartBerth(ctx context.Context, work, berthBin, testbin, cache string, extr
 }
 
 // StartBerthWith is StartBerth with more of the daemon's options (its
-// binary, directory, registry and CNI are set here).
+// binary, directory and registry are set here; the CNI config directory
+// too, with e2eenv's conflist, unless o names one).
 func StartBerthWith(ctx context.Context, work, berthBin, testbin, cache string, o e2eenv.DaemonOptions) (*Env, error) {
 	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
 	if err != nil {
 		return nil, err
 	}
-	netd := filepath.Join(work, "net.d")
-	if err := e2eenv.WriteCNIConfig(netd); err != nil {
-		reg.Close()
-		return nil, err
+	netd := o.CNIConfDir
+	if netd == "" {
+		netd = filepath.Join(work, "net.d")
+		if err := e2eenv.WriteCNIConfig(netd); err != nil {
+			reg.Close()
+			return nil, err
+		}
 	}
 	o.Binary, o.Dir, o.RegistryConfigPath = berthBin, filepath.Join(work, "berth"), reg.HostsDir
 	o.CNIConfDir, o.CNIBinDirs = netd, []string{"/usr/lib/cni"}

@@ -45,8 +45,9 @@ func main() {
 	pods := flag.Int("pods", 500, "pods per runtime")
 	batch := flag.Int("batch", 50, "pods started at once")
 	png := flag.String("png", "density.png", "where the latency plot goes")
+	cni := flag.String("cni", "", "a CNI conflist for both runtimes instead of the e2e tests' (bridge with ipMasq, portmap, loopback)")
 	flag.Parse()
-	if err := run(context.Background(), *berth, *testbin, *containerd, *cache, *pods, *batch, *png); err != nil {
+	if err := run(context.Background(), *berth, *testbin, *containerd, *cache, *cni, *pods, *batch, *png); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/density:", err)
 		os.Exit(1)
 	}
@@ -57,35 +58,55 @@ type result struct {
 	name                    string
 	wall, recovery, removal time.Duration
 	run, start, total       []time.Duration // per pod, in start order
-	memAdded, pss, rss      int             // kB
+	memAdded, pss           int             // kB
 	list, listPods, status  []time.Duration
+	// meminfo is what the pods added to each /proc/meminfo field (kB):
+	// where the memory went (process pages, slab, page tables, ...).
+	meminfo map[string]int
+	// phases is berth's own start phases, mean per pod, for each batch
+	// (from its Prometheus histograms); nil for containerd.
+	phases []map[string]time.Duration
+	// daemonRSS is the daemon's RSS (kB) after each batch.
+	daemonRSS []int
 }
 
 // runtimeUnderTest is how the benchmark reaches and restarts a runtime,
 // and finds its processes.
 type runtimeUnderTest struct {
-	name   string
-	socket string
-	pid    func() int
-	owns   func(pid int, cmdline string) bool // the runtime's processes besides the daemon
-	stop   func() error                       // SIGTERM, and wait for the exit
-	start  func() error                       // start again on the same state
+	name    string
+	socket  string
+	metrics string // berth's /metrics URL; "" for none
+	pid     func() int
+	owns    func(pid int, cmdline string) bool // the runtime's processes besides the daemon
+	stop    func() error                       // SIGTERM, and wait for the exit
+	start   func() error                       // start again on the same state
 }
 
-func run(ctx context.Context, berthBin, testbin, containerdBin, cache string, pods, batch int, png string) error {
+func run(ctx context.Context, berthBin, testbin, containerdBin, cache, cni string, pods, batch int, png string) error {
 	work, err := os.MkdirTemp("", "berth-bench-density-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	env, err := benchenv.StartBerth(ctx, filepath.Join(work, "berth"), berthBin, testbin, cache)
+	metricsAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	opts := e2eenv.DaemonOptions{ExtraConfig: fmt.Sprintf("[metrics]\naddress = %q", metricsAddr)}
+	if cni != "" {
+		opts.CNIConfDir = filepath.Join(work, "net.d")
+		if err := copyConflist(cni, opts.CNIConfDir); err != nil {
+			return err
+		}
+	}
+	env, err := benchenv.StartBerthWith(ctx, filepath.Join(work, "berth"), berthBin, testbin, cache, opts)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
 	d := env.Berth
 	berth := &runtimeUnderTest{
-		name: "berth", socket: d.Socket, pid: d.Pid,
+		name: "berth", socket: d.Socket, pid: d.Pid, metrics: "http://" + metricsAddr + "/metrics",
 		owns: func(_ int, cmdline string) bool {
 			return strings.Contains(cmdline, "berth-monitor") && strings.Contains(cmdline, d.State) || strings.HasSuffix(cmdline, "berth-pause ")
 		},
@@ -133,6 +154,18 @@ func run(ctx context.Context, berthBin, testbin, containerdBin, cache string, po
 	return nil
 }
 
+// copyConflist puts the conflist at path into a new CNI config directory.
+func copyConflist(path, dir string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "10-"+filepath.Base(path)), b, 0o644)
+}
+
 // measure runs the whole experiment on one runtime.
 func measure(ctx context.Context, rt *runtimeUnderTest, pods, batch int) (*result, error) {
 	if err := benchenv.Pull(ctx, rt.socket, benchenv.Busybox, "registry.k8s.io/pause:3.6"); err != nil {
@@ -145,7 +178,11 @@ func measure(ctx context.Context, rt *runtimeUnderTest, pods, batch int) (*resul
 	defer func() { conn.Close() }()
 	client := runtime.NewRuntimeServiceClient(conn)
 	res := &result{name: rt.name, run: make([]time.Duration, pods), start: make([]time.Duration, pods), total: make([]time.Duration, pods)}
-	before, err := memAvailable()
+	before, err := meminfo()
+	if err != nil {
+		return nil, err
+	}
+	phasesBefore, err := scrapePhases(ctx, rt.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -164,14 +201,31 @@ func measure(ctx context.Context, rt *runtimeUnderTest, pods, batch int) (*resul
 				return nil, err
 			}
 		}
+		m, err := benchenv.SmapsRollup(rt.pid())
+		if err != nil {
+			return nil, err
+		}
+		res.daemonRSS = append(res.daemonRSS, m["Rss"])
+		if rt.metrics != "" {
+			now, err := scrapePhases(ctx, rt.metrics)
+			if err != nil {
+				return nil, err
+			}
+			res.phases = append(res.phases, now.meanSince(phasesBefore))
+			phasesBefore = now
+		}
 	}
 	res.wall = time.Since(begin)
-	after, err := memAvailable()
+	after, err := meminfo()
 	if err != nil {
 		return nil, err
 	}
-	res.memAdded = before - after
-	if res.pss, res.rss, err = runtimeMemory(rt); err != nil {
+	res.memAdded = before["MemAvailable"] - after["MemAvailable"]
+	res.meminfo = make(map[string]int)
+	for k, v := range after {
+		res.meminfo[k] = v - before[k]
+	}
+	if res.pss, err = runtimeMemory(rt); err != nil {
 		return nil, err
 	}
 	for i := range 100 {
@@ -291,27 +345,33 @@ func recoveryTime(ctx context.Context, rt *runtimeUnderTest, pods int) (time.Dur
 	}
 }
 
-// memAvailable is /proc/meminfo's MemAvailable, kB.
-func memAvailable() (int, error) {
+// meminfo is /proc/meminfo's fields, kB.
+func meminfo() (map[string]int, error) {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	m := make(map[string]int)
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemAvailable:" {
-			return strconv.Atoi(f[1])
+		if f := strings.Fields(line); len(f) >= 2 {
+			if v, err := strconv.Atoi(f[1]); err == nil {
+				m[strings.TrimSuffix(f[0], ":")] = v
+			}
 		}
 	}
-	return 0, fmt.Errorf("no MemAvailable in /proc/meminfo")
+	if _, ok := m["MemAvailable"]; !ok {
+		return nil, fmt.Errorf("no MemAvailable in /proc/meminfo")
+	}
+	return m, nil
 }
 
-// runtimeMemory sums the PSS of the runtime's processes (its daemon and
-// what it owns: monitors and their inits, or shims and pause containers)
-// and returns the daemon's RSS.
-func runtimeMemory(rt *runtimeUnderTest) (pss, daemonRSS int, err error) {
+// runtimeMemory sums the PSS (kB) of the runtime's processes: its daemon
+// and what it owns (monitors and their inits, or shims and pause
+// containers).
+func runtimeMemory(rt *runtimeUnderTest) (pss int, err error) {
 	procs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	for _, p := range procs {
 		pid, _ := strconv.Atoi(filepath.Base(p))
@@ -328,11 +388,8 @@ func runtimeMemory(rt *runtimeUnderTest) (pss, daemonRSS int, err error) {
 			continue // gone meanwhile
 		}
 		pss += m["Pss"]
-		if pid == rt.pid() {
-			daemonRSS = m["Rss"]
-		}
 	}
-	return pss, daemonRSS, nil
+	return pss, nil
 }
 
 // removeCgroup removes a pod's cgroup parent (and the bench's) from every
@@ -368,7 +425,11 @@ func report(results []*result, pods, batch int) {
 	}
 	row("memory added per pod (MemAvailable)", float64(b.memAdded)/float64(pods)/1024, float64(c.memAdded)/float64(pods)/1024, "MB")
 	row("runtime's processes, PSS per pod", float64(b.pss)/float64(pods)/1024, float64(c.pss)/float64(pods)/1024, "MB")
-	row("daemon RSS with every pod up", float64(b.rss)/1024, float64(c.rss)/1024, "MB")
+	for _, n := range []int{100, pods} {
+		if i := n/batch - 1; n <= pods && i >= 0 && i < len(b.daemonRSS) && i < len(c.daemonRSS) {
+			row(fmt.Sprintf("daemon RSS at %d pods", n), float64(b.daemonRSS[i])/1024, float64(c.daemonRSS[i])/1024, "MB")
+		}
+	}
 	row("ListContainers p50", ms(p(b.list, 50)), ms(p(c.list, 50)), "ms")
 	row("ListPodSandbox p50", ms(p(b.listPods, 50)), ms(p(c.listPods, 50)), "ms")
 	row("ContainerStatus p50", ms(p(b.status, 50)), ms(p(c.status, 50)), "ms")
@@ -378,6 +439,35 @@ func report(results []*result, pods, batch int) {
 	fmt.Println("  restart ≤ 1 s; lists and status ≤ 5 ms p50")
 	startDrift := float64(p(b.total[last:], 50)) / float64(p(b.total[:batch], 50))
 	fmt.Printf("  berth: pod start (run+create+start) p50, last batch / first batch: %.2f\n", startDrift)
+	reportProfile(b, c, pods)
+}
+
+// reportProfile says where the time and the memory went: berth's start
+// phases in the first and the last batch, and what the pods added to each
+// kind of host memory on both runtimes.
+func reportProfile(b, c *result, pods int) {
+	if len(b.phases) > 1 {
+		first, last := b.phases[0], b.phases[len(b.phases)-1]
+		fmt.Println("  berth's start phases, mean ms per pod (first batch → last batch):")
+		names := make([]string, 0, len(last))
+		for name := range last {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			fmt.Printf("    %-16s %7.2f → %7.2f  (%.2f×)\n", name, benchenv.Ms(first[name]), benchenv.Ms(last[name]),
+				float64(last[name])/float64(max(first[name], 1)))
+		}
+	}
+	fmt.Println("  host memory added per pod by kind (/proc/meminfo, MB; + is used):")
+	fmt.Printf("    %-16s %9s %11s\n", "", "berth", "containerd")
+	for _, field := range []string{"AnonPages", "Shmem", "Mapped", "Cached", "SUnreclaim", "SReclaimable", "KernelStack", "PageTables", "Percpu", "MemFree", "MemAvailable"} {
+		sign := 1.0
+		if field == "MemFree" || field == "MemAvailable" {
+			sign = -1 // a fall is memory used
+		}
+		fmt.Printf("    %-16s %9.3f %11.3f\n", field, sign*float64(b.meminfo[field])/float64(pods)/1024, sign*float64(c.meminfo[field])/float64(pods)/1024)
+	}
 }
 
 // plotLatency draws each pod's start latency (run + create + start)

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/bench/benchenv"
@@ -38,12 +39,25 @@ func main() {
 	writers := flag.Int("writers", 8, "goroutines creating, starting, stopping and removing containers")
 	steady := flag.Int("containers", 20, "running containers listed by every ListContainers")
 	duration := flag.Duration("duration", 10*time.Second, "how long each phase reads")
+	floorSocket := flag.String("serve-floor", "", "(internal) serve the floor's health check on this socket")
 	flag.Parse()
+	if *floorSocket != "" {
+		if err := serveFloor(*floorSocket); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/readlatency: floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*berth, *testbin, *containerd, *cache, *writers, *steady, *duration); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/readlatency:", err)
 		os.Exit(1)
 	}
 }
+
+// reads are what the client times, in each round: two status reads, a
+// call of the runtime's that reads nothing, and a health check answered by
+// another process (the floor the machine's scheduling sets).
+var reads = []string{"ContainerStatus", "ListContainers", "Version", "floor (other process)"}
 
 // figures are one runtime's latencies per phase ("idle", "under writes")
 // and read ("ContainerStatus", "ListContainers").
@@ -70,16 +84,21 @@ func run(berthBin, testbin, containerdBin, cache string, writers, steady int, d 
 		defer cd.Stop()
 		targets = append(targets, struct{ name, socket string }{"containerd", cd.Socket})
 	}
+	floor, err := startFloor(ctx, filepath.Join(work, "floor.sock"))
+	if err != nil {
+		return err
+	}
+	defer floor.Close()
 	results := map[string]figures{}
 	for _, t := range targets {
-		f, err := measure(ctx, t.socket, writers, steady, d)
+		f, err := measure(ctx, t.socket, floor.client, writers, steady, d)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
 		results[t.name] = f
 	}
 	fmt.Printf("status reads, idle and while %d goroutines create, start, stop and remove containers (%s each; ms: p50 / p99)\n", writers, d)
-	fmt.Printf("  %-16s %-13s", "read", "phase")
+	fmt.Printf("  %-21s %-13s", "read", "phase")
 	for _, t := range targets {
 		fmt.Printf(" %17s", t.name)
 	}
@@ -87,9 +106,9 @@ func run(berthBin, testbin, containerdBin, cache string, writers, steady int, d 
 		fmt.Printf(" %14s", "p99 ratio")
 	}
 	fmt.Println()
-	for _, read := range []string{"ContainerStatus", "ListContainers", "Version"} {
+	for _, read := range reads {
 		for _, phase := range []string{"idle", "under writes"} {
-			fmt.Printf("  %-16s %-13s", read, phase)
+			fmt.Printf("  %-21s %-13s", read, phase)
 			var p99s []time.Duration
 			for _, t := range targets {
 				ds := results[t.name][phase][read]
@@ -106,7 +125,7 @@ func run(berthBin, testbin, containerdBin, cache string, writers, steady int, d 
 		fmt.Printf("  berth daemon peak RSS: %.1f MB\n", float64(hwm)/1024)
 	}
 	for _, t := range targets {
-		for _, read := range []string{"ContainerStatus", "ListContainers", "Version"} {
+		for _, read := range reads {
 			idle, busy := benchenv.Percentile(results[t.name]["idle"][read], 99), benchenv.Percentile(results[t.name]["under writes"][read], 99)
 			fmt.Printf("  %s %s p99 under writes / idle: %.2f\n", t.name, read, float64(busy)/float64(idle))
 		}
@@ -116,7 +135,7 @@ func run(berthBin, testbin, containerdBin, cache string, writers, steady int, d 
 
 // measure sets up a pod with steady running containers, then reads for d
 // idle and for d under writes.
-func measure(ctx context.Context, socket string, writers, steady int, d time.Duration) (figures, error) {
+func measure(ctx context.Context, socket string, floor healthpb.HealthClient, writers, steady int, d time.Duration) (figures, error) {
 	conn, err := e2eenv.Dial(socket)
 	if err != nil {
 		return nil, err
@@ -183,6 +202,11 @@ func measure(ctx context.Context, socket string, writers, steady int, d time.Dur
 				return err
 			}
 			f[phase]["Version"] = append(f[phase]["Version"], time.Since(start))
+			start = time.Now()
+			if _, err := floor.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+				return fmt.Errorf("floor: %w", err)
+			}
+			f[phase][reads[3]] = append(f[phase][reads[3]], time.Since(start))
 		}
 		return nil
 	}
