@@ -35,7 +35,7 @@ func main() {
 	cache := flag.String("cache", "/var/cache/berth-e2e", "e2e cache (busybox package)")
 	pods := flag.Int("pods", 1, "pods of each shape to run, each with two containers")
 	containerd := flag.String("containerd", "/usr/bin/containerd", `containerd binary whose idle footprint berth's is compared with ("" for none)`)
-	settle := flag.Duration("settle", 5*time.Second, "how long a daemon is left idle after the pull before its footprint is read again")
+	settle := flag.Duration("settle", 10*time.Second, "how long a daemon is left idle after the pull before its footprint is read again")
 	flag.Parse()
 	if err := run(*berth, *testbin, *cache, *containerd, *pods, *settle); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/monitormem:", err)

@@ -325,18 +325,30 @@ func (s *Service) register(ctx context.Context, r record, target ocispec.Descrip
 	return nil
 }
 
+// pullMemoryDelay is how long no pull may run before ReleasePullMemory
+// returns their heap: a burst of pulls (a pod's images) reuses it, and the
+// calls that follow a pull (status, create) do not meet a collection.
+const pullMemoryDelay = 5 * time.Second
+
 // ReleasePullMemory returns the heap that pulls used (decompressors'
 // windows, unpack buffers: megabytes a node daemon would otherwise hold
 // until the runtime's scavenger gets to them, minutes later) to the kernel
-// each time the last running pull finishes, until ctx ends. It costs one
+// once no pull has run for pullMemoryDelay, until ctx ends. It costs one
 // garbage collection per burst of pulls.
 func (s *Service) ReleasePullMemory(ctx context.Context) {
+	quiet := time.NewTimer(pullMemoryDelay)
+	quiet.Stop()
+	defer quiet.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.pullsDone:
-			debug.FreeOSMemory()
+			quiet.Reset(pullMemoryDelay)
+		case <-quiet.C:
+			if s.pullsRunning.Load() == 0 {
+				debug.FreeOSMemory()
+			}
 		}
 	}
 }
