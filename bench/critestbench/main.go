@@ -79,7 +79,7 @@ func run(berthBin, testbin, containerdBin, cache string, n int) error {
 	}
 	sort.Strings(ops)
 	fmt.Printf("critest -benchmark, %d per benchmark, serial (ms)\n", n)
-	fmt.Printf("  %-42s %16s %16s %7s  %s\n", "operation", "berth p50 / p99", "cd p50 / p99", "p50 ×", "tail goals: p99 ≤ 3× own p50, ≤ containerd's p99")
+	fmt.Printf("  %-42s %16s %16s %7s %9s  %s\n", "operation", "berth p50 / p99", "cd p50 / p99", "p50 ×", "slowest #", "tail goals: p99 ≤ 3× own p50, ≤ containerd's p99")
 	for _, op := range ops {
 		b, c := results["berth"][op], results["containerd"][op]
 		bp50, bp99 := benchenv.Percentile(b, 50), benchenv.Percentile(b, 99)
@@ -97,10 +97,23 @@ func run(berthBin, testbin, containerdBin, cache string, n int) error {
 		case bp99 > cp99:
 			goals = "MISSED: p99 above containerd's"
 		}
-		fmt.Printf("  %-42s %7.1f / %6.1f %7.1f / %6.1f %7.2f  %s\n", op, ms(bp50), ms(bp99), ms(cp50), ms(cp99), ratio, goals)
+		fmt.Printf("  %-42s %7.1f / %6.1f %7.1f / %6.1f %7.2f %4d %4d  %s\n", op, ms(bp50), ms(bp99), ms(cp50), ms(cp99), ratio,
+			slowest(b), slowest(c), goals)
 	}
-	fmt.Println("  (p99 of 40 samples is the largest; of the 10 image lifecycles, too)")
+	fmt.Println("  (p99 of 40 samples is the largest; of the 10 image lifecycles, too. slowest #: which sample")
+	fmt.Println("  was the slowest, berth's and containerd's, from 1: the first call of a kind runs cold code)")
 	return nil
+}
+
+// slowest is the 1-based position of the largest of ds.
+func slowest(ds []time.Duration) int {
+	i := 0
+	for j, d := range ds {
+		if d > ds[i] {
+			i = j
+		}
+	}
+	return i + 1
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -119,6 +132,10 @@ func bench(ctx context.Context, critest, socket, params, out string) (map[string
 	cmd := exec.CommandContext(ctx, critest, "-benchmark",
 		"-runtime-endpoint", "unix://"+socket, "-image-endpoint", "unix://"+socket,
 		"-benchmarking-params-file", params, "-benchmarking-output-dir", out, "-ginkgo.no-color")
+	// The client's own garbage collections would land in the samples it
+	// times (they are single calls of a fraction of a millisecond): a run
+	// allocates far less than this machine has.
+	cmd.Env = append(os.Environ(), "GOGC=off")
 	log, err := os.Create(filepath.Join(out, "critest.log"))
 	if err != nil {
 		return nil, err
