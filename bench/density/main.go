@@ -68,6 +68,9 @@ type result struct {
 	phases []map[string]time.Duration
 	// daemonRSS is the daemon's RSS (kB) after each batch.
 	daemonRSS []int
+	// soloEmpty and soloFull are pods started one at a time, alone, on
+	// the empty node and with every pod up.
+	soloEmpty, soloFull []time.Duration
 }
 
 // runtimeUnderTest is how the benchmark reaches and restarts a runtime,
@@ -186,6 +189,10 @@ func measure(ctx context.Context, rt *runtimeUnderTest, pods, batch int) (*resul
 	if err != nil {
 		return nil, err
 	}
+	const solos = 5
+	if res.soloEmpty, err = soloStarts(ctx, client, pods, solos); err != nil {
+		return nil, err
+	}
 	ids := make([]string, pods)
 	ctrs := make([]string, pods)
 	errs := make([]error, pods)
@@ -216,6 +223,9 @@ func measure(ctx context.Context, rt *runtimeUnderTest, pods, batch int) (*resul
 		}
 	}
 	res.wall = time.Since(begin)
+	if res.soloFull, err = soloStarts(ctx, client, pods+solos, solos); err != nil {
+		return nil, err
+	}
 	after, err := meminfo()
 	if err != nil {
 		return nil, err
@@ -281,8 +291,45 @@ func measure(ctx context.Context, rt *runtimeUnderTest, pods, batch int) (*resul
 
 func podCgroup(i int) string { return fmt.Sprintf("/density-bench/pod%d", i) }
 
-// startPod runs pod i in kubelet's shape with one running container.
+// startPod runs pod i in kubelet's shape with one running container and
+// records its latencies in res.
 func startPod(ctx context.Context, client runtime.RuntimeServiceClient, i int, res *result) (podID, ctrID string, err error) {
+	var l podLatency
+	podID, ctrID, l, err = startTimedPod(ctx, client, i)
+	res.run[i], res.start[i], res.total[i] = l.run, l.start, l.total
+	return podID, ctrID, err
+}
+
+// podLatency is how long a pod took to start: RunPodSandbox,
+// StartContainer, and the whole (run + create + start).
+type podLatency struct{ run, start, total time.Duration }
+
+// soloStarts starts n pods one at a time, from index first, each removed
+// before the next: the start latency at the node's current count with
+// nothing else starting beside it.
+func soloStarts(ctx context.Context, client runtime.RuntimeServiceClient, first, n int) ([]time.Duration, error) {
+	var totals []time.Duration
+	for i := first; i < first+n; i++ {
+		podID, _, l, err := startTimedPod(ctx, client, i)
+		if podID != "" {
+			if _, stopErr := client.StopPodSandbox(ctx, &runtime.StopPodSandboxRequest{PodSandboxId: podID}); stopErr != nil && err == nil {
+				err = stopErr
+			}
+			if _, rmErr := client.RemovePodSandbox(ctx, &runtime.RemovePodSandboxRequest{PodSandboxId: podID}); rmErr != nil && err == nil {
+				err = rmErr
+			}
+		}
+		removeCgroup(podCgroup(i))
+		if err != nil {
+			return nil, err
+		}
+		totals = append(totals, l.total)
+	}
+	return totals, nil
+}
+
+// startTimedPod runs pod i in kubelet's shape with one running container.
+func startTimedPod(ctx context.Context, client runtime.RuntimeServiceClient, i int) (podID, ctrID string, l podLatency, err error) {
 	name := fmt.Sprintf("density-%d", i)
 	cfg := &runtime.PodSandboxConfig{
 		Metadata: &runtime.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: name},
@@ -296,9 +343,9 @@ func startPod(ctx context.Context, client runtime.RuntimeServiceClient, i int, r
 	t := time.Now()
 	pod, err := client.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: cfg})
 	if err != nil {
-		return "", "", fmt.Errorf("RunPodSandbox %d: %w", i, err)
+		return "", "", l, fmt.Errorf("RunPodSandbox %d: %w", i, err)
 	}
-	res.run[i] = time.Since(t)
+	l.run = time.Since(t)
 	ctr, err := client.CreateContainer(ctx, &runtime.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: cfg,
 		Config: &runtime.ContainerConfig{
 			Metadata: &runtime.ContainerMetadata{Name: "c"},
@@ -309,15 +356,15 @@ func startPod(ctx context.Context, client runtime.RuntimeServiceClient, i int, r
 			}},
 		}})
 	if err != nil {
-		return pod.PodSandboxId, "", fmt.Errorf("CreateContainer %d: %w", i, err)
+		return pod.PodSandboxId, "", l, fmt.Errorf("CreateContainer %d: %w", i, err)
 	}
 	s := time.Now()
 	if _, err := client.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
-		return pod.PodSandboxId, ctr.ContainerId, fmt.Errorf("StartContainer %d: %w", i, err)
+		return pod.PodSandboxId, ctr.ContainerId, l, fmt.Errorf("StartContainer %d: %w", i, err)
 	}
-	res.start[i] = time.Since(s)
-	res.total[i] = time.Since(t)
-	return pod.PodSandboxId, ctr.ContainerId, nil
+	l.start = time.Since(s)
+	l.total = time.Since(t)
+	return pod.PodSandboxId, ctr.ContainerId, l, nil
 }
 
 // recoveryTime stops the runtime (SIGTERM) and times it from its start
@@ -425,7 +472,7 @@ func report(results []*result, pods, batch int) {
 	}
 	row("memory added per pod (MemAvailable)", float64(b.memAdded)/float64(pods)/1024, float64(c.memAdded)/float64(pods)/1024, "MB")
 	row("runtime's processes, PSS per pod", float64(b.pss)/float64(pods)/1024, float64(c.pss)/float64(pods)/1024, "MB")
-	for _, n := range []int{100, pods} {
+	for _, n := range slices.Compact([]int{100, pods}) {
 		if i := n/batch - 1; n <= pods && i >= 0 && i < len(b.daemonRSS) && i < len(c.daemonRSS) {
 			row(fmt.Sprintf("daemon RSS at %d pods", n), float64(b.daemonRSS[i])/1024, float64(c.daemonRSS[i])/1024, "MB")
 		}
@@ -439,6 +486,8 @@ func report(results []*result, pods, batch int) {
 	fmt.Println("  restart ≤ 1 s; lists and status ≤ 5 ms p50")
 	startDrift := float64(p(b.total[last:], 50)) / float64(p(b.total[:batch], 50))
 	fmt.Printf("  berth: pod start (run+create+start) p50, last batch / first batch: %.2f\n", startDrift)
+	row("a pod started alone, empty node, p50", ms(p(b.soloEmpty, 50)), ms(p(c.soloEmpty, 50)), "ms")
+	row(fmt.Sprintf("a pod started alone beside %d, p50", pods), ms(p(b.soloFull, 50)), ms(p(c.soloFull, 50)), "ms")
 	reportProfile(b, c, pods)
 }
 
