@@ -336,18 +336,25 @@ const pullMemoryDelay = 5 * time.Second
 // once no pull has run for pullMemoryDelay, until ctx ends. It costs one
 // garbage collection per burst of pulls.
 func (s *Service) ReleasePullMemory(ctx context.Context) {
-	quiet := time.NewTimer(pullMemoryDelay)
+	releaseWhenQuiet(ctx, s.pullsDone, func() bool { return s.pullsRunning.Load() > 0 }, pullMemoryDelay, debug.FreeOSMemory)
+}
+
+// releaseWhenQuiet calls release once delay has passed since the last
+// signal on done, unless running says work has started again meanwhile
+// (its own end will signal done), until ctx ends.
+func releaseWhenQuiet(ctx context.Context, done <-chan struct{}, running func() bool, delay time.Duration, release func()) {
+	quiet := time.NewTimer(delay)
 	quiet.Stop()
 	defer quiet.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.pullsDone:
-			quiet.Reset(pullMemoryDelay)
+		case <-done:
+			quiet.Reset(delay)
 		case <-quiet.C:
-			if s.pullsRunning.Load() == 0 {
-				debug.FreeOSMemory()
+			if !running() {
+				release()
 			}
 		}
 	}
