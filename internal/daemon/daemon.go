@@ -200,7 +200,7 @@ func Run(ctx context.Context, o Options) (retErr error) {
 		return fmt.Errorf("storage metrics: %w", err)
 	}
 	metricsEndpoint := &endpoint{name: "metrics", path: "/metrics", handler: metricsMux(m), logger: o.Logger}
-	debugEndpoint := &endpoint{name: "profiles", path: "/debug/pprof/", handler: pprofMux(), logger: o.Logger}
+	debugEndpoint := &endpoint{name: "profiles", path: "/debug/pprof/", handler: pprofMux(), logger: o.Logger, onServe: sampleHeap}
 	for _, e := range []struct {
 		ep   *endpoint
 		key  string

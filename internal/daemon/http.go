@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 
 	"github.com/berth-cri/berth/internal/metrics"
@@ -41,6 +42,20 @@ func metricsMux(m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
 	return mux
+}
+
+// heapSampleRate is the Go runtime's default memory profiling rate: one
+// sample per 512 kB allocated.
+const heapSampleRate = 512 * 1024
+
+// sampleHeap turns the heap profile's sampling on (berth's main turns it
+// off: its hash table and stacks are half a megabyte of a daemon that
+// serves no profiles unless debug.address is set). Heap profiles cover
+// what is allocated from then on.
+func sampleHeap() {
+	if runtime.MemProfileRate == 0 {
+		runtime.MemProfileRate = heapSampleRate
+	}
 }
 
 // pprofMux serves Go's profiles, on its own mux so nothing else reaches

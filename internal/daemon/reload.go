@@ -254,6 +254,9 @@ type endpoint struct {
 	addr    string // configured ("" when off)
 	stop    func()
 	logger  *Logger
+	// onServe, if set, runs each time the endpoint starts serving an
+	// address.
+	onServe func()
 }
 
 type preparedEndpoint struct {
@@ -291,6 +294,9 @@ func (e *endpoint) commit(p *preparedEndpoint) {
 	}
 	e.addr, e.stop = p.configured, p.stop
 	if p.configured != "" {
+		if e.onServe != nil {
+			e.onServe()
+		}
 		e.logger.Info("serving "+e.name, "address", "http://"+p.listening+e.path)
 	}
 }

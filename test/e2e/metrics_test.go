@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bufio"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -171,10 +173,11 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// TestProfiles: debug.address serves Go's profiles on loopback.
+// TestProfiles: debug.address serves Go's profiles on loopback, with the
+// heap sampled while they are (berth does not sample otherwise).
 func TestProfiles(t *testing.T) {
-	d := startDaemon(t, e2eenv.DaemonOptions{ExtraConfig: "[debug]\naddress = \"127.0.0.1:0\"\n"})
-	url, ok := d.ServedURL("profiles")
+	p := newPodEnvOpts(t, e2eenv.DaemonOptions{ExtraConfig: "[debug]\naddress = \"127.0.0.1:0\"\n"})
+	url, ok := p.daemon.ServedURL("profiles")
 	if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") || !strings.HasSuffix(url, "/debug/pprof/") {
 		t.Fatalf("the daemon did not log a loopback profiles address: %q", url)
 	}
@@ -183,9 +186,17 @@ func TestProfiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b := make([]byte, 64)
-	n, _ := resp.Body.Read(b)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b[:n]), "heap profile") {
-		t.Errorf("GET heap: %s %q", resp.Status, b[:n])
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("GET heap: %s %q %v", resp.Status, line, err)
+	}
+	// "heap profile: <in use>: <bytes> [<allocated>: <bytes>] @ heap/<rate>";
+	// the pull made before allocated megabytes, one sample per 512 kB.
+	var inUse, inUseBytes, allocs, allocBytes, rate int
+	if _, err := fmt.Sscanf(line, "heap profile: %d: %d [%d: %d] @ heap/%d", &inUse, &inUseBytes, &allocs, &allocBytes, &rate); err != nil {
+		t.Fatalf("heap profile header %q: %v", line, err)
+	}
+	if allocs == 0 || rate != 2*512*1024 {
+		t.Errorf("heap profile %q: want samples of allocations since the start, at Go's default rate", line)
 	}
 }
