@@ -116,10 +116,11 @@ bench-pull: deps build
 	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
 	$(GO) run ./bench/pull -berth bin/berth
 
-# Memory of the per-pod monitor with two running containers (issue #4's goal:
-# RSS <= 4 MB, private <= 1.5 MB).
+# The daemon's idle footprint after a pull against containerd 1.6's, and the
+# memory of the per-pod monitor and init for both pod shapes (issues #4, #15).
 .PHONY: bench-monitor-mem
-bench-monitor-mem: build bin/testbin
+bench-monitor-mem: deps build bin/testbin
+	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
 	$(GO) run ./bench/monitormem -berth bin/berth -testbin bin/testbin -pods 3
 
 # Pod and container lifecycle through CRI, berth against containerd 1.6.
