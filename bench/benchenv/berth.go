@@ -2,8 +2,10 @@ package benchenv
 
 import (
 	"context"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
 )
@@ -59,3 +61,9 @@ func (e *Env) Close() {
 	}
 	e.Registry.Close()
 }
+
+// SurviveClosedOutput keeps a benchmark running to its cleanup when its
+// output goes to a pipe that closes (`| head`): Go otherwise exits on the
+// first write to a closed standard output, leaving daemons, pods, mounts
+// and IP reservations behind. Writes then fail instead.
+func SurviveClosedOutput() { signal.Ignore(syscall.SIGPIPE) }

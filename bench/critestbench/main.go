@@ -28,6 +28,7 @@ func main() {
 	cache := flag.String("cache", "/var/cache/berth-e2e", "e2e cache (busybox package, critest)")
 	n := flag.Int("n", 40, "pods / containers per benchmark (serial)")
 	flag.Parse()
+	benchenv.SurviveClosedOutput()
 	if err := run(*berth, *testbin, *containerd, *cache, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/critestbench:", err)
 		os.Exit(1)

@@ -47,6 +47,7 @@ func main() {
 	png := flag.String("png", "density.png", "where the latency plot goes")
 	cni := flag.String("cni", "", "a CNI conflist for both runtimes instead of the e2e tests' (bridge with ipMasq, portmap, loopback)")
 	flag.Parse()
+	benchenv.SurviveClosedOutput()
 	if err := run(context.Background(), *berth, *testbin, *containerd, *cache, *cni, *pods, *batch, *png); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/density:", err)
 		os.Exit(1)

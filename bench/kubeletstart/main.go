@@ -48,6 +48,7 @@ func main() {
 	runc := flag.String("runc", "/usr/local/libexec/berth/runc", "the runc containerd runs (berth's default handler runs this one on Debian 12)")
 	n := flag.Int("n", 5, "pods timed per runtime")
 	flag.Parse()
+	benchenv.SurviveClosedOutput()
 	if err := run(context.Background(), *berth, *testbin, *cache, *runc, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/kubeletstart:", err)
 		os.Exit(1)

@@ -37,6 +37,7 @@ func main() {
 	containerd := flag.String("containerd", "/usr/bin/containerd", `containerd binary whose idle footprint berth's is compared with ("" for none)`)
 	settle := flag.Duration("settle", 10*time.Second, "how long a daemon is left idle after the pull before its footprint is read again")
 	flag.Parse()
+	benchenv.SurviveClosedOutput()
 	if err := run(*berth, *testbin, *cache, *containerd, *pods, *settle); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/monitormem:", err)
 		os.Exit(1)

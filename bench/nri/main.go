@@ -30,6 +30,7 @@ func main() {
 	runc := flag.String("runc", "/usr/local/libexec/berth/runc", "the runc containerd runs (berth's default handler runs this one on Debian 12)")
 	iterations := flag.Int("iterations", 30, "pod lifecycles per runtime and setting")
 	flag.Parse()
+	benchenv.SurviveClosedOutput()
 	if err := run(context.Background(), *berth, *testbin, *plugin, *cache, *runc, *iterations); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/nri:", err)
 		os.Exit(1)

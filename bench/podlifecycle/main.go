@@ -44,6 +44,7 @@ func main() {
 	observe := flag.Bool("observe", false, "run berth with metrics (scraped every second) and tracing (to a collector in this process) on")
 	extraConfig := flag.String("berth-config", "", "TOML tables appended to berth's config, e.g. to compare handlers")
 	flag.Parse()
+	benchenv.SurviveClosedOutput()
 	if err := run(*berth, *testbin, *containerd, *cache, *iterations, *parallel, *observe, *extraConfig); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/podlifecycle:", err)
 		os.Exit(1)

@@ -35,6 +35,7 @@ func main() {
 	layers := flag.Int("layers", 5, "layers in the image")
 	layerMB := flag.Int("layer-mb", 20, "size of each layer's file, MB (random: incompressible)")
 	flag.Parse()
+	benchenv.SurviveClosedOutput()
 	if err := run(*berth, *containerd, *iterations, *layers, *layerMB); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/pull:", err)
 		os.Exit(1)

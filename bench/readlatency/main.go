@@ -41,6 +41,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long each phase reads")
 	floorSocket := flag.String("serve-floor", "", "(internal) serve the floor's health check on this socket")
 	flag.Parse()
+	benchenv.SurviveClosedOutput()
 	if *floorSocket != "" {
 		if err := serveFloor(*floorSocket); err != nil {
 			fmt.Fprintln(os.Stderr, "bench/readlatency: floor:", err)
