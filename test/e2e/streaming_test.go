@@ -120,17 +120,25 @@ func (s *ptySession) waitFor(want string) {
 	}
 }
 
-// wait waits for the command to exit and returns its error.
+// wait waits for the command to exit and for the terminal to have read
+// everything it printed (its last words may still be in the pty when it
+// exits), and returns the command's error.
 func (s *ptySession) wait() error {
 	done := make(chan error, 1)
 	go func() { done <- s.cmd.Wait() }()
+	timeout := time.After(30 * time.Second)
+	var err error
 	select {
-	case err := <-done:
-		return err
-	case <-time.After(30 * time.Second):
+	case err = <-done:
+	case <-timeout:
 		s.t.Fatalf("%s still running after 30s; terminal:\n%s", s.cmd.Path, s.output())
-		return nil
 	}
+	select {
+	case <-s.eof:
+	case <-timeout:
+		s.t.Fatalf("%s exited but its terminal never closed; terminal:\n%s", s.cmd.Path, s.output())
+	}
+	return err
 }
 
 // TestCrictlExecInteractive: `crictl exec -it <ctr> sh` is an interactive
