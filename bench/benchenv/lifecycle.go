@@ -140,7 +140,13 @@ func TrimmedMean(ds []time.Duration) time.Duration {
 // SmapsRollup returns the kB fields of /proc/PID/smaps_rollup (Rss, Pss,
 // Private_Clean, Anonymous, …).
 func SmapsRollup(pid int) (map[string]int, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	return KBFields(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+}
+
+// KBFields returns the "Name: N kB" fields of a /proc file such as
+// smaps_rollup or meminfo, in kB.
+func KBFields(path string) (map[string]int, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}

@@ -92,11 +92,7 @@ func run(ctx context.Context, berthBin, testbin, containerdBin, cache, cni strin
 		return err
 	}
 	defer os.RemoveAll(work)
-	metricsAddr, err := freeLoopbackAddr()
-	if err != nil {
-		return err
-	}
-	opts := e2eenv.DaemonOptions{ExtraConfig: fmt.Sprintf("[metrics]\naddress = %q", metricsAddr)}
+	opts := e2eenv.DaemonOptions{ExtraConfig: "[metrics]\naddress = \"127.0.0.1:0\""}
 	if cni != "" {
 		opts.CNIConfDir = filepath.Join(work, "net.d")
 		if err := copyConflist(cni, opts.CNIConfDir); err != nil {
@@ -109,8 +105,12 @@ func run(ctx context.Context, berthBin, testbin, containerdBin, cache, cni strin
 	}
 	defer env.Close()
 	d := env.Berth
+	metricsURL, ok := d.ServedURL("metrics")
+	if !ok {
+		return fmt.Errorf("berth did not log where it serves metrics")
+	}
 	berth := &runtimeUnderTest{
-		name: "berth", socket: d.Socket, pid: d.Pid, metrics: "http://" + metricsAddr + "/metrics",
+		name: "berth", socket: d.Socket, pid: d.Pid, metrics: metricsURL,
 		owns: func(_ int, cmdline string) bool {
 			return strings.Contains(cmdline, "berth-monitor") && strings.Contains(cmdline, d.State) || strings.HasSuffix(cmdline, "berth-pause ")
 		},
@@ -395,17 +395,9 @@ func recoveryTime(ctx context.Context, rt *runtimeUnderTest, pods int) (time.Dur
 
 // meminfo is /proc/meminfo's fields, kB.
 func meminfo() (map[string]int, error) {
-	b, err := os.ReadFile("/proc/meminfo")
+	m, err := benchenv.KBFields("/proc/meminfo")
 	if err != nil {
 		return nil, err
-	}
-	m := make(map[string]int)
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 {
-			if v, err := strconv.Atoi(f[1]); err == nil {
-				m[strings.TrimSuffix(f[0], ":")] = v
-			}
-		}
 	}
 	if _, ok := m["MemAvailable"]; !ok {
 		return nil, fmt.Errorf("no MemAvailable in /proc/meminfo")

@@ -1,21 +1,23 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
-// phaseHistogram is the sum and count of berth's
-// berth_pod_start_phase_duration_seconds histogram, per phase.
-type phaseHistogram map[string]struct {
+// phaseHistogram is berth's berth_pod_start_phase_duration_seconds
+// histogram, per phase.
+type phaseHistogram map[string]phaseTotal
+
+// phaseTotal is one phase's observations: their sum (seconds) and count.
+type phaseTotal struct {
 	sum   float64
-	count int
+	count uint64
 }
 
 // scrapePhases reads berth's start-phase histogram from its /metrics;
@@ -33,29 +35,20 @@ func scrapePhases(ctx context.Context, url string) (phaseHistogram, error) {
 		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	defer resp.Body.Close()
-	const name = "berth_pod_start_phase_duration_seconds"
-	h := make(phaseHistogram)
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"_sum{") && !strings.HasPrefix(line, name+"_count{") {
-			continue
-		}
-		_, rest, _ := strings.Cut(line, `phase="`)
-		phase, rest, _ := strings.Cut(rest, `"`)
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest[strings.LastIndex(rest, " ")+1:]), 64)
-		if err != nil {
-			return nil, fmt.Errorf("scrape %s: %q: %w", url, line, err)
-		}
-		e := h[phase]
-		if strings.HasPrefix(line, name+"_sum{") {
-			e.sum = v
-		} else {
-			e.count = int(v)
-		}
-		h[phase] = e
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
-	return h, sc.Err()
+	h := make(phaseHistogram)
+	for _, m := range families["berth_pod_start_phase_duration_seconds"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "phase" {
+				h[l.GetValue()] = phaseTotal{m.GetHistogram().GetSampleSum(), m.GetHistogram().GetSampleCount()}
+			}
+		}
+	}
+	return h, nil
 }
 
 // meanSince is each phase's mean duration over the observations made
@@ -69,14 +62,4 @@ func (h phaseHistogram) meanSince(earlier phaseHistogram) map[string]time.Durati
 		}
 	}
 	return means
-}
-
-// freeLoopbackAddr is a loopback host:port nothing listens on now.
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
