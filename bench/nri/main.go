@@ -102,9 +102,11 @@ func run(ctx context.Context, berthBin, testbin, pluginBin, cache, runcPath stri
 	berthOff, berthOn, berthPlugin, cdOn, cdPlugin := targets[0], targets[1], targets[2], targets[3], targets[4]
 	fmt.Printf("NRI's cost per CRI call, %d host-network pod lifecycles per runtime and setting, interleaved (interquartile mean, ms)\n", iterations)
 	fmt.Printf("  %-17s %8s %8s %8s %8s | %8s %8s %8s | %s\n", "call", "berth", "NRI on", "+plugin", "added", "cd2", "+plugin", "added", "berth's added / cd2's")
+	var bSum, cSum time.Duration // what the plugin adds over the whole lifecycle
 	for _, step := range benchenv.LifecycleSteps {
 		med := func(t *target) time.Duration { return benchenv.TrimmedMean(t.times[step]) }
 		bAdded, cAdded := med(berthPlugin)-med(berthOn), med(cdPlugin)-med(cdOn)
+		bSum, cSum = bSum+bAdded, cSum+cAdded
 		ratio := "-"
 		if cAdded > 0 {
 			ratio = fmt.Sprintf("%.2f", float64(bAdded)/float64(cAdded))
@@ -112,11 +114,6 @@ func run(ctx context.Context, berthBin, testbin, pluginBin, cache, runcPath stri
 		fmt.Printf("  %-17s %8.2f %8.2f %8.2f %8.2f | %8.2f %8.2f %8.2f | %s\n", step,
 			benchenv.Ms(med(berthOff)), benchenv.Ms(med(berthOn)), benchenv.Ms(med(berthPlugin)), benchenv.Ms(bAdded),
 			benchenv.Ms(med(cdOn)), benchenv.Ms(med(cdPlugin)), benchenv.Ms(cAdded), ratio)
-	}
-	var bSum, cSum time.Duration
-	for _, step := range benchenv.LifecycleSteps {
-		bSum += benchenv.TrimmedMean(berthPlugin.times[step]) - benchenv.TrimmedMean(berthOn.times[step])
-		cSum += benchenv.TrimmedMean(cdPlugin.times[step]) - benchenv.TrimmedMean(cdOn.times[step])
 	}
 	fmt.Printf("  %-17s %35.2f | %26.2f | %.2f\n", "whole lifecycle", benchenv.Ms(bSum), benchenv.Ms(cSum), float64(bSum)/float64(cSum))
 	fmt.Println("  berth: NRI off / NRI on, no plugin / one no-op plugin on every event; cd2: containerd 2.4.2, NRI on")
