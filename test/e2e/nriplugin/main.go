@@ -82,10 +82,13 @@ func vetoes(annotations map[string]string, event string) bool {
 	return slices.Contains(strings.Split(annotations[Veto], ","), event)
 }
 
-// hang blocks an event the annotations name until the runtime gives up.
-func hang(ctx context.Context, annotations map[string]string, event string) {
+// hang never answers an event the annotations name: the runtime gives up
+// at its request timeout and drops the plugin. (Answering when the call's
+// context ends raced the runtime's own timeout: an answer that arrived
+// first kept the plugin connected.) The plugin exits once dropped.
+func hang(annotations map[string]string, event string) {
 	if annotations[Hang] == event {
-		<-ctx.Done()
+		select {}
 	}
 }
 
@@ -108,7 +111,7 @@ func (p *plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 
 func (p *plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
 	p.record(Event{Event: "RunPodSandbox", Pod: pod.GetId()})
-	hang(ctx, pod.GetAnnotations(), "RunPodSandbox")
+	hang(pod.GetAnnotations(), "RunPodSandbox")
 	if vetoes(pod.GetAnnotations(), "RunPodSandbox") {
 		return errors.New("vetoed by nri.test/veto")
 	}
@@ -141,7 +144,7 @@ func (p *plugin) RemovePodSandbox(_ context.Context, pod *api.PodSandbox) error 
 func (p *plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
 	p.record(Event{Event: "CreateContainer", Pod: pod.GetId(), Container: c.GetId()})
 	a := c.GetAnnotations()
-	hang(ctx, a, "CreateContainer")
+	hang(a, "CreateContainer")
 	if vetoes(a, "CreateContainer") {
 		return nil, nil, errors.New("vetoed by nri.test/veto")
 	}
@@ -191,7 +194,7 @@ func (p *plugin) PostCreateContainer(_ context.Context, pod *api.PodSandbox, c *
 
 func (p *plugin) StartContainer(ctx context.Context, pod *api.PodSandbox, c *api.Container) error {
 	p.record(Event{Event: "StartContainer", Pod: pod.GetId(), Container: c.GetId()})
-	hang(ctx, c.GetAnnotations(), "StartContainer")
+	hang(c.GetAnnotations(), "StartContainer")
 	if vetoes(c.GetAnnotations(), "StartContainer") {
 		return errors.New("vetoed by nri.test/veto")
 	}
