@@ -134,7 +134,7 @@ bench-pods: deps build bin/testbin
 .PHONY: bench-critest
 bench-critest: deps build bin/testbin
 	@command -v containerd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd
-	$(GO) run ./bench/critestbench -berth bin/berth -testbin bin/testbin -n 40
+	$(GO) run ./bench/critestbench -berth bin/berth -testbin bin/testbin
 
 # A static pod's manifest to Running under a real kubelet, berth against
 # containerd 2.4.2 (both built once into the e2e cache).

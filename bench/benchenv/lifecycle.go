@@ -107,14 +107,17 @@ func Cycle(ctx context.Context, socket, name string, hostNetwork bool, times map
 // Ms is d in milliseconds.
 func Ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// Percentile is the p-th percentile of ds (0 for none).
+// Percentile is the p-th percentile of ds by nearest rank (0 for none): the
+// smallest sample that at least p % of the samples do not exceed. Below 100
+// samples the 99th is the largest.
 func Percentile(ds []time.Duration, p int) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	return s[min(len(s)-1, len(s)*p/100)]
+	rank := (len(s)*p + 99) / 100 // ceil(len·p/100), from 1
+	return s[max(0, min(len(s), rank)-1)]
 }
 
 // TrimmedMean is the mean of ds without its lowest and highest quarter
