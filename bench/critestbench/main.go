@@ -13,9 +13,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/berth-cri/berth/bench/benchenv"
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
@@ -48,11 +51,15 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 	if err != nil {
 		return err
 	}
-	env, err := benchenv.StartBerth(ctx, work, berthBin, testbin, cache)
+	env, err := benchenv.StartBerth(ctx, work, berthBin, testbin, cache, "[metrics]\naddress = \"127.0.0.1:0\"")
 	if err != nil {
 		return err
 	}
 	defer env.Close()
+	metricsURL, ok := env.Berth.ServedURL("metrics")
+	if !ok {
+		return fmt.Errorf("berth did not log where it serves metrics")
+	}
 	params := filepath.Join(work, "params.yaml")
 	if err := os.WriteFile(params, []byte(fmt.Sprintf(
 		"containersNumber: %d\ncontainersNumberParallel: 1\ncontainerBenchmarkTimeoutSeconds: 60\npodsNumber: %d\npodsNumberParallel: 1\npodBenchmarkTimeoutSeconds: 60\nimagesNumber: %d\nimagesNumberParallel: 1\nimageBenchmarkTimeoutSeconds: 60\npodContainerStartBenchmarkTimeoutSeconds: 60\n", n, n, images)), 0o644); err != nil {
@@ -62,9 +69,14 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 	results := map[string]map[string][]time.Duration{}
 	// One runtime at a time: berth is stopped before containerd starts.
 	results["berth"], err = bench(ctx, critest, env.Berth.Socket, params, filepath.Join(work, "out-berth"))
+	if err != nil {
+		env.Berth.Stop()
+		return fmt.Errorf("berth: %w", err)
+	}
+	handled, err := benchenv.Scrape(ctx, metricsURL)
 	env.Berth.Stop()
 	if err != nil {
-		return fmt.Errorf("berth: %w", err)
+		return err
 	}
 	cd, err := benchenv.StartContainerd(ctx, containerdBin, filepath.Join(work, "containerd"), env.Registry.HostsDir, env.CNIConfDir)
 	if err != nil {
@@ -105,7 +117,76 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 	}
 	fmt.Println("  (p50 and p99 by nearest rank: below 100 samples the p99 is the largest. slowest #: which sample")
 	fmt.Println("  was the slowest, berth's and containerd's, from 1: the first call of a kind runs cold code)")
+
+	// Where berth's slow calls were slow: in its handler (the time its
+	// interceptor measures, berth_cri_request_duration_seconds) or around it
+	// (gRPC, the socket, scheduling of both processes).
+	fmt.Println("berth's calls slower than 3× its p50, rounded down to a bucket bound of berth's histogram:")
+	fmt.Printf("  %-42s %9s %10s %17s\n", "operation", "above", "as timed", "in berth's handler")
+	for _, op := range ops {
+		method, ok := criMethods[path.Base(op)]
+		if !ok {
+			continue
+		}
+		h := callHistogram(handled, method)
+		bound, ok := bucketBelow(h, 3*benchenv.Percentile(results["berth"][op], 50))
+		if !ok {
+			continue
+		}
+		fmt.Printf("  %-42s %6.1f ms %10d %17d\n", op, ms(bound.d), countAbove(results["berth"][op], bound.d), h.GetSampleCount()-bound.cumulative)
+	}
+	fmt.Println("  (the handler's count covers every call of that method, critest's setup calls too)")
 	return nil
+}
+
+// criMethods names the CRI method behind each of critest's timed operations.
+var criMethods = map[string]string{
+	"CreateContainer": "CreateContainer", "StartContainer": "StartContainer", "StopContainer": "StopContainer",
+	"RemoveContainer": "RemoveContainer", "StatusContainer": "ContainerStatus",
+	"CreatePod": "RunPodSandbox", "StopPod": "StopPodSandbox", "RemovePod": "RemovePodSandbox", "StatusPod": "PodSandboxStatus",
+	"PullImage": "PullImage", "RemoveImage": "RemoveImage", "StatusImage": "ImageStatus", "ListImages": "ListImages",
+}
+
+// callHistogram is berth's handler-time histogram of one CRI method.
+func callHistogram(families map[string]*dto.MetricFamily, method string) *dto.Histogram {
+	for _, m := range families["berth_cri_request_duration_seconds"].GetMetric() {
+		if benchenv.Label(m, "method") == method {
+			return m.GetHistogram()
+		}
+	}
+	return nil
+}
+
+// bucket is a histogram bucket's upper bound and the observations at or
+// below it.
+type bucket struct {
+	d          time.Duration
+	cumulative uint64
+}
+
+// bucketBelow is h's last bucket whose upper bound is at most d, or its
+// first when d is below them all.
+func bucketBelow(h *dto.Histogram, d time.Duration) (bucket, bool) {
+	var found bucket
+	for i, b := range h.GetBucket() {
+		bound := time.Duration(b.GetUpperBound() * float64(time.Second))
+		if i > 0 && bound > d {
+			break
+		}
+		found = bucket{bound, b.GetCumulativeCount()}
+	}
+	return found, len(h.GetBucket()) > 0
+}
+
+// countAbove is how many of ds are longer than d.
+func countAbove(ds []time.Duration, d time.Duration) int {
+	n := 0
+	for _, x := range ds {
+		if x > d {
+			n++
+		}
+	}
+	return n
 }
 
 // slowest is the 1-based position of the largest of ds.

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/berth-cri/berth/bench/benchenv"
 )
 
 // phaseHistogram is berth's berth_pod_start_phase_duration_seconds
@@ -26,26 +23,14 @@ func scrapePhases(ctx context.Context, url string) (phaseHistogram, error) {
 	if url == "" {
 		return nil, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	families, err := benchenv.Scrape(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", url, err)
-	}
 	h := make(phaseHistogram)
 	for _, m := range families["berth_pod_start_phase_duration_seconds"].GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "phase" {
-				h[l.GetValue()] = phaseTotal{m.GetHistogram().GetSampleSum(), m.GetHistogram().GetSampleCount()}
-			}
+		if phase := benchenv.Label(m, "phase"); phase != "" {
+			h[phase] = phaseTotal{m.GetHistogram().GetSampleSum(), m.GetHistogram().GetSampleCount()}
 		}
 	}
 	return h, nil
