@@ -28,7 +28,10 @@ func StartBerth(ctx context.Context, work, berthBin, testbin, cache string, extr
 
 // StartBerthWith is StartBerth with more of the daemon's options (its
 // binary, directory and registry are set here; the CNI config directory
-// too, with e2eenv's conflist, unless o names one).
+// too, with e2eenv's conflist, unless o names one). berth logs at its
+// default level (info), as an operator runs it and as containerd runs
+// beside it, unless o says otherwise: the tests' debug log writes a line
+// per call.
 func StartBerthWith(ctx context.Context, work, berthBin, testbin, cache string, o e2eenv.DaemonOptions) (*Env, error) {
 	reg, err := e2eenv.ServeTestImages(ctx, cache, testbin, filepath.Join(work, "hosts"))
 	if err != nil {
@@ -44,6 +47,9 @@ func StartBerthWith(ctx context.Context, work, berthBin, testbin, cache string, 
 	}
 	o.Binary, o.Dir, o.RegistryConfigPath = berthBin, filepath.Join(work, "berth"), reg.HostsDir
 	o.CNIConfDir, o.CNIBinDirs = netd, []string{"/usr/lib/cni"}
+	if o.LogLevel == "" {
+		o.LogLevel = "info"
+	}
 	d, err := e2eenv.StartDaemon(ctx, o)
 	if err != nil {
 		reg.Close()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-cri/berth/bench/benchenv"
 	"github.com/berth-cri/berth/test/e2e/e2eenv"
@@ -68,6 +69,12 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 
 	results := map[string]map[string][]time.Duration{}
 	// One runtime at a time: berth is stopped before containerd starts.
+	// The round trip of a call that does nothing, on the idle daemon: the
+	// floor under every operation's figures.
+	idle := map[string][]time.Duration{}
+	if idle["berth"], err = versionRoundTrips(ctx, env.Berth.Socket); err != nil {
+		return fmt.Errorf("berth: %w", err)
+	}
 	results["berth"], err = bench(ctx, critest, env.Berth.Socket, params, filepath.Join(work, "out-berth"))
 	if err != nil {
 		env.Berth.Stop()
@@ -82,6 +89,10 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 	if err != nil {
 		return err
 	}
+	if idle["containerd"], err = versionRoundTrips(ctx, cd.Socket); err != nil {
+		cd.Stop()
+		return fmt.Errorf("containerd: %w", err)
+	}
 	results["containerd"], err = bench(ctx, critest, cd.Socket, params, filepath.Join(work, "out-containerd"))
 	cd.Stop()
 	if err != nil {
@@ -93,6 +104,9 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 		ops = append(ops, op)
 	}
 	sort.Strings(ops)
+	fmt.Printf("Version on the idle daemon, %d calls (µs, p50 / p99): berth %.0f / %.0f, containerd %.0f / %.0f\n", roundTrips,
+		us(benchenv.Percentile(idle["berth"], 50)), us(benchenv.Percentile(idle["berth"], 99)),
+		us(benchenv.Percentile(idle["containerd"], 50)), us(benchenv.Percentile(idle["containerd"], 99)))
 	fmt.Printf("critest -benchmark, %d pods / containers and %d image lifecycles per benchmark, serial (ms)\n", n, images)
 	fmt.Printf("  %-42s %16s %16s %7s %9s  %s\n", "operation", "berth p50 / p99", "cd p50 / p99", "p50 ×", "slowest #", "tail goals: p99 ≤ 3× own p50, ≤ containerd's p99")
 	for _, op := range ops {
@@ -112,7 +126,7 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 		case bp99 > cp99:
 			goals = "MISSED: p99 above containerd's"
 		}
-		fmt.Printf("  %-42s %7.1f / %6.1f %7.1f / %6.1f %7.2f %4d %4d  %s\n", op, ms(bp50), ms(bp99), ms(cp50), ms(cp99), ratio,
+		fmt.Printf("  %-42s %7.2f / %6.2f %7.2f / %6.2f %7.2f %4d %4d  %s\n", op, ms(bp50), ms(bp99), ms(cp50), ms(cp99), ratio,
 			slowest(b), slowest(c), goals)
 	}
 	fmt.Println("  (p50 and p99 by nearest rank: below 100 samples the p99 is the largest. slowest #: which sample")
@@ -201,6 +215,31 @@ func slowest(ds []time.Duration) int {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// roundTrips is how many Version calls versionRoundTrips times.
+const roundTrips = 3000
+
+// versionRoundTrips times roundTrips Version calls, one at a time, on one
+// connection, as critest makes its calls.
+func versionRoundTrips(ctx context.Context, socket string) ([]time.Duration, error) {
+	conn, err := e2eenv.Dial(socket)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	client := runtime.NewRuntimeServiceClient(conn)
+	ds := make([]time.Duration, 0, roundTrips)
+	for range roundTrips {
+		start := time.Now()
+		if _, err := client.Version(ctx, &runtime.VersionRequest{}); err != nil {
+			return nil, fmt.Errorf("version: %w", err)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	return ds, nil
+}
 
 // bench runs critest's benchmarks against socket and returns the samples
 // of every operation, named "<benchmark file>/<operation>".

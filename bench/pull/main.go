@@ -77,7 +77,7 @@ func run(berthBin, containerdBin string, iterations, layers, layerMB int) error 
 
 	bd, err := e2eenv.StartDaemon(ctx, e2eenv.DaemonOptions{
 		Binary: berthBin, Dir: filepath.Join(work, "berth"), RegistryConfigPath: hosts,
-		CNIConfDir: filepath.Join(work, "net.d"), CNIBinDirs: []string{"/usr/lib/cni"},
+		CNIConfDir: filepath.Join(work, "net.d"), CNIBinDirs: []string{"/usr/lib/cni"}, LogLevel: "info",
 	})
 	if err != nil {
 		return err

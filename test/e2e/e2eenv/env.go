@@ -137,6 +137,9 @@ type DaemonOptions struct {
 	NoNRITable bool
 	// ExtraConfig is appended to the generated config.toml (other tables).
 	ExtraConfig string
+	// LogLevel is the daemon's [log] level; "" means debug, which tests
+	// read when they fail (benchmarks run berth at its default, info).
+	LogLevel string
 }
 
 // Daemon is a running berth process.
@@ -191,8 +194,12 @@ func StartDaemon(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	if o.NoNRITable {
 		nriTable = ""
 	}
-	cfg := fmt.Sprintf("address = %q\nroot = %q\nstate = %q\nshutdown_timeout = \"10s\"\n\n[log]\nlevel = \"debug\"\n\n[registry]\nconfig_path = %q\n\n[cni]\nconf_dir = %q\nbin_dirs = [%s]\ndefault_network = %v\n\n[runtime]\ndefault_handler = %q\n%s\n\n%s%s",
-		d.Socket, d.Root, d.State, o.RegistryConfigPath, o.CNIConfDir, strings.Join(bins, ", "), o.DefaultNetwork, handler, o.RuntimeConfig, nriTable, o.ExtraConfig)
+	logLevel := o.LogLevel
+	if logLevel == "" {
+		logLevel = "debug"
+	}
+	cfg := fmt.Sprintf("address = %q\nroot = %q\nstate = %q\nshutdown_timeout = \"10s\"\n\n[log]\nlevel = %q\n\n[registry]\nconfig_path = %q\n\n[cni]\nconf_dir = %q\nbin_dirs = [%s]\ndefault_network = %v\n\n[runtime]\ndefault_handler = %q\n%s\n\n%s%s",
+		d.Socket, d.Root, d.State, logLevel, o.RegistryConfigPath, o.CNIConfDir, strings.Join(bins, ", "), o.DefaultNetwork, handler, o.RuntimeConfig, nriTable, o.ExtraConfig)
 	if err := os.WriteFile(d.Config, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
