@@ -67,11 +67,10 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 		return err
 	}
 
-	results := map[string]map[string][]time.Duration{}
 	// One runtime at a time: berth is stopped before containerd starts.
-	// The round trip of a call that does nothing, on the idle daemon: the
-	// floor under every operation's figures.
-	idle := map[string][]time.Duration{}
+	// Each is first timed on a call that does nothing, while idle: the
+	// round trip under every operation's figures.
+	results, idle := map[string]map[string][]time.Duration{}, map[string][]time.Duration{}
 	if idle["berth"], err = versionRoundTrips(ctx, env.Berth.Socket); err != nil {
 		return fmt.Errorf("berth: %w", err)
 	}
@@ -126,7 +125,7 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 		case bp99 > cp99:
 			goals = "MISSED: p99 above containerd's"
 		}
-		fmt.Printf("  %-42s %7.2f / %6.2f %7.2f / %6.2f %7.2f %4d %4d  %s\n", op, ms(bp50), ms(bp99), ms(cp50), ms(cp99), ratio,
+		fmt.Printf("  %-42s %7.2f / %6.2f %7.2f / %6.2f %7.2f %4d %4d  %s\n", op, benchenv.Ms(bp50), benchenv.Ms(bp99), benchenv.Ms(cp50), benchenv.Ms(cp99), ratio,
 			slowest(b), slowest(c), goals)
 	}
 	fmt.Println("  (p50 and p99 by nearest rank: below 100 samples the p99 is the largest. slowest #: which sample")
@@ -147,7 +146,7 @@ func run(berthBin, testbin, containerdBin, cache string, n, images int) error {
 		if !ok {
 			continue
 		}
-		fmt.Printf("  %-42s %6.1f ms %10d %17d\n", op, ms(bound.d), countAbove(results["berth"][op], bound.d), h.GetSampleCount()-bound.cumulative)
+		fmt.Printf("  %-42s %6.1f ms %10d %17d\n", op, benchenv.Ms(bound.d), countAbove(results["berth"][op], bound.d), h.GetSampleCount()-bound.cumulative)
 	}
 	fmt.Println("  (the handler's count covers every call of that method, critest's setup calls too)")
 	return nil
@@ -213,8 +212,6 @@ func slowest(ds []time.Duration) int {
 	}
 	return i + 1
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 

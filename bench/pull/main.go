@@ -111,13 +111,11 @@ func run(berthBin, containerdBin string, iterations, layers, layerMB int) error 
 		slices.Sort(t.times)
 		medians[t.name] = t.times[len(t.times)/2]
 		fmt.Printf("  %-10s median %6.0f ms   min %6.0f ms   max %6.0f ms\n", t.name,
-			ms(medians[t.name]), ms(t.times[0]), ms(t.times[len(t.times)-1]))
+			benchenv.Ms(medians[t.name]), benchenv.Ms(t.times[0]), benchenv.Ms(t.times[len(t.times)-1]))
 	}
 	fmt.Printf("  ratio berth/containerd (median): %.2f\n", float64(medians["berth"])/float64(medians["containerd"]))
 	return nil
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // buildImage makes an image of random (incompressible) layers.
 func buildImage(layers, layerMB int) (v1.Image, error) {
