@@ -316,10 +316,7 @@ func runtimeRunning(t *testing.T, state string) []string {
 		if bin == "runc-upstream" {
 			bin = "/usr/local/libexec/berth/runc"
 		}
-		out, err := exec.Command(bin, "--root", root, "list", "--format", "json").Output()
-		if err != nil {
-			t.Fatalf("%s list: %v", bin, err)
-		}
+		out := runtimeList(t, bin, root)
 		var list []struct{ ID, Status string }
 		if len(bytes.TrimSpace(out)) > 0 && string(bytes.TrimSpace(out)) != "null" {
 			if err := json.Unmarshal(out, &list); err != nil {
@@ -333,6 +330,26 @@ func runtimeRunning(t *testing.T, state string) []string {
 		}
 	}
 	return running
+}
+
+// runtimeList runs the runtime's list. runc 1.1 exits when a container
+// directory it read is deleted before it stats it, as the monitor deletes
+// an exited container's: such a listing is taken again, any other failure
+// fails the test.
+func runtimeList(t *testing.T, bin, root string) []byte {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		cmd := exec.Command(bin, "--root", root, "list", "--format", "json")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err == nil {
+			return out
+		}
+		if !strings.Contains(stderr.String(), "no such file or directory") || attempt == 10 {
+			t.Fatalf("%s list: %v: %s", bin, err, stderr.Bytes())
+		}
+	}
 }
 
 // TestUnrecordedStartIsRecorded: a daemon that dies in StartContainer after
