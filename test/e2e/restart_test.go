@@ -332,10 +332,10 @@ func runtimeRunning(t *testing.T, state string) []string {
 	return running
 }
 
-// runtimeList runs the runtime's list. runc 1.1 exits when a container
-// directory it read is deleted before it stats it, as the monitor deletes
-// an exited container's: such a listing is taken again, any other failure
-// fails the test.
+// runtimeList runs the runtime's list. Neither runc 1.1 nor crun can list
+// while a container's state is deleted, as the monitor deletes an exited
+// container's: each exits on the file gone under it (ENOENT, in Go's words
+// or C's). Such a listing is taken again; any other failure fails the test.
 func runtimeList(t *testing.T, bin, root string) []byte {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -346,7 +346,8 @@ func runtimeList(t *testing.T, bin, root string) []byte {
 		if err == nil {
 			return out
 		}
-		if !strings.Contains(stderr.String(), "no such file or directory") || attempt == 10 {
+		vanished := strings.Contains(strings.ToLower(stderr.String()), syscall.ENOENT.Error())
+		if !vanished || attempt == 10 {
 			t.Fatalf("%s list: %v: %s", bin, err, stderr.Bytes())
 		}
 	}
